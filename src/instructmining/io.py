@@ -1,0 +1,122 @@
+"""Atomic file output, provenance and logging shared by every stage.
+
+Every output is written to a temporary file in the same directory and moved into place with
+os.replace, so a crash or a bad record never leaves a half-written file behind (Snakemake would
+otherwise treat a partial file as done on the next run)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+LOG = logging.getLogger("instructmining")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """One logger, writing to stderr (rules redirect stderr to their log file)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("instructmining")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write JSON atomically, keys sorted so that equal content gives equal bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_parquet(df: Any, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+    """Write a DataFrame as parquet atomically and byte-reproducibly (no pandas index, no
+    timestamps in metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    # pandas metadata is deterministic, but drop it anyway to keep files library-neutral.
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
+    for k, v in (metadata or {}).items():
+        meta[k.encode()] = v.encode()
+    table = table.replace_schema_metadata(meta or None)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+
+
+def write_tsv(df: Any, path: str | os.PathLike[str]) -> None:
+    """Write a DataFrame as TSV atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+
+
+def git_hash() -> str | None:
+    """The git commit of the working tree this package runs from, if any."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance(seed: int | None = None, config: Any = None) -> dict[str, Any]:
+    """What every JSON result records: package version, git hash, seed and its config slice."""
+    return {"package_version": __version__, "git_hash": git_hash(), "seed": seed, "config": config}
+
+
+def sha256_text(*parts: str) -> str:
+    """sha256 over parts joined by a unit separator (so ("ab","c") != ("a","bc"))."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(parts).encode("utf-8"))
+    return h.hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of sorted-key JSON: the cache key convention (see STYLE.md)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
