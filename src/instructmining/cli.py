@@ -18,6 +18,7 @@ from .io import setup_logging
 # Contributors: add your stage module here when it exists (one line each).
 STAGE_MODULES = [
     "instructmining.config",
+    "instructmining.evalset",
     "instructmining.data",
     "instructmining.mixing",
 ]

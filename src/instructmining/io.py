@@ -120,3 +120,10 @@ def sha256_text(*parts: str) -> str:
 def stable_hash(obj: Any) -> str:
     """sha256 of sorted-key JSON: the cache key convention (see STYLE.md)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def derive_seed(master: int, *labels: object) -> int:
+    """An independent 32-bit seed per (master, labels...): adding a mixture or a source does not
+    shift the random draws of the others."""
+    digest = hashlib.sha256(json.dumps([master, *labels], default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "little")

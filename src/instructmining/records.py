@@ -1,0 +1,133 @@
+"""Reading raw records from local files, pip packages and the hub, with errors that name the
+file and line (jsonl) or record (json) at fault."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+Record = dict[str, Any]
+
+
+def _decode_utf8(raw: bytes, path: Path, line: int | None = None) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if line is None:  # whole-file decode: turn the byte offset into a line number
+            line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise DataError(path, f"line {line}", None, f"not valid UTF-8 (byte 0x{bad})") from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
+    """Yield ("line N", record) for each non-blank line; malformed lines raise naming file:line."""
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            text = _decode_utf8(raw, path, n).strip()
+            if not text:
+                continue
+            try:
+                rec = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"line {n}", None, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+            if not isinstance(rec, dict):
+                raise DataError(path, f"line {n}", None, f"expected a JSON object, got {type(rec).__name__}")
+            yield f"line {n}", rec
+
+
+def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
+    """Yield ("record i", record) from a JSON array file."""
+    text = _decode_utf8(path.read_bytes(), path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"line {exc.lineno}", None, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(data, list):
+        raise DataError(path, None, None, f"expected a JSON array of records, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataError(path, f"record {i}", None, f"expected a JSON object, got {type(rec).__name__}")
+        yield f"record {i}", rec
+
+
+def read_json_stream(path: Path) -> Iterator[tuple[str, Record]]:
+    """A JSON array that may be truncated at the end (ShareGPT V3 as shipped): decode record by
+    record and stop at the first incomplete one."""
+    text = _decode_utf8(path.read_bytes(), path)
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    i = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return
+        try:
+            rec, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return  # truncated tail: the documented end of the shipped file
+        if isinstance(rec, dict):
+            yield f"record {i}", rec
+        i += 1
+
+
+def read_parquet(path: Path) -> Iterator[tuple[str, Record]]:
+    import pyarrow.parquet as pq
+
+    for i, rec in enumerate(pq.read_table(path).to_pylist()):
+        yield f"record {i}", rec
+
+
+def read_hub(hub: str, config: str | None, split: str, revision: str | None) -> Iterator[tuple[str, Record]]:
+    """A hub dataset through datasets.load_dataset (cached; HF_HUB_OFFLINE=1 reads the cache)."""
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(hub, config, split=split, revision=revision)
+    except Exception as exc:  # datasets raises many types; the message must name the id
+        raise DataError(f"hub:{hub}", None, None, f"cannot load hub dataset ({exc}); "
+                        "on offline nodes run the `fetch` target first") from exc
+    for i, rec in enumerate(ds):
+        yield f"record {i}", dict(rec)
+
+
+def package_path(package: str, rel: str) -> Path:
+    """A file inside an installed pip package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package:{package}", None, None, "pip package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / rel
+
+
+def iter_source(src: dict[str, Any], data_root: str | None) -> tuple[str, Iterator[tuple[str, Record]]]:
+    """(display name, records) for a configured source."""
+    if src.get("hub"):
+        return f"hub:{src['hub']}", read_hub(src["hub"], src.get("hub_config"), src.get("split", "train"),
+                                            src.get("revision"))
+    if src.get("package"):
+        path = package_path(src["package"], src["path"])
+    else:
+        path = Path(src["path"])
+        if not path.is_absolute():
+            if not data_root:
+                raise DataError(path, None, None, "relative path but data_root is not set")
+            path = Path(data_root) / path
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found (check data_root and the source's path)")
+    fmt = src.get("format", "auto")
+    suffix = path.suffix.lower()
+    if fmt == "sharegpt":
+        reader = read_json_stream
+    elif fmt == "parquet" or suffix == ".parquet":
+        reader = read_parquet
+    elif fmt == "jsonl" or suffix == ".jsonl":
+        reader = read_jsonl
+    else:
+        reader = read_json_array
+    return str(path), reader(path)

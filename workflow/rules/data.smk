@@ -1,0 +1,135 @@
+# Data stage: D_eval, the pool, and the datasets (mixtures, bins) as {dataset} wildcards.
+
+
+rule build_eval:
+    input:
+        files=eval_inputs,
+    output:
+        eval="results/eval/eval.parquet",
+        eval_all="results/eval/eval_all.parquet",
+    log:
+        "logs/build_eval/build_eval.log",
+    benchmark:
+        "benchmarks/build_eval/build_eval.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(20),
+    params:
+        eval_config=as_json(config["eval"]),
+        data_root=data_root_flag(),
+        seed=config["seed"],
+    shell:
+        "instructmining build-eval --eval-config {params.eval_config:q} --data-root {params.data_root:q}"
+        " --seed {params.seed} --out {output.eval} --out-all {output.eval_all} 2> {log}"
+
+
+rule build_pool:
+    input:
+        files=source_inputs,
+        eval_all="results/eval/eval_all.parquet",
+    output:
+        pool="results/pool/pool.parquet",
+        stats="results/pool/stats.json",
+    log:
+        "logs/build_pool/build_pool.log",
+    benchmark:
+        "benchmarks/build_pool/build_pool.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(4000),
+        runtime=scaled_runtime(60),
+    params:
+        sources=as_json(config["pool"]["sources"]),
+        data_root=data_root_flag(),
+        multiturn=config["pool"]["multiturn"],
+        seed=config["seed"],
+    shell:
+        "instructmining build-pool --sources {params.sources:q} --data-root {params.data_root:q}"
+        " --eval {input.eval_all} --multiturn {params.multiturn} --seed {params.seed}"
+        " --out {output.pool} --stats {output.stats} 2> {log}"
+
+
+rule make_mixtures:
+    input:
+        pool="results/pool/pool.parquet",
+    output:
+        datasets=expand("results/datasets/{dataset}.parquet", dataset=MIXTURES + REPEATS),
+        manifest="results/datasets/mixtures.tsv",
+    log:
+        "logs/make_mixtures/make_mixtures.log",
+    benchmark:
+        "benchmarks/make_mixtures/make_mixtures.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(20),
+    params:
+        sources=as_json(config["mixtures"]["sources"]),
+        n=config["mixtures"]["n"],
+        size=config["mixtures"]["size"],
+        seed=config["seed"],
+        shortfall=config["mixtures"]["shortfall"],
+        repeats=as_json(config["mixtures"]["repeats"]),
+    shell:
+        "instructmining make-mixtures --pool {input.pool} --sources {params.sources:q} --n {params.n}"
+        " --size {params.size} --seed {params.seed} --shortfall {params.shortfall}"
+        " --repeats {params.repeats:q} --outdir results/datasets --manifest {output.manifest} 2> {log}"
+
+
+rule make_bins:
+    input:
+        pool="results/pool/pool.parquet",
+        scores="results/scores/{indicator}.parquet",
+    output:
+        datasets=expand(
+            "results/datasets/uni-{{indicator}}-{k}.parquet", k=range(config["bins"]["k"])
+        ),
+        manifest="results/datasets/bins-{indicator}.tsv",
+    log:
+        "logs/make_bins/{indicator}.log",
+    benchmark:
+        "benchmarks/make_bins/{indicator}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(20),
+    params:
+        k=config["bins"]["k"],
+        size=config["bins"]["size"] or "none",
+        seed=config["seed"],
+    shell:
+        "instructmining make-bins --pool {input.pool} --scores {input.scores}"
+        " --indicator {wildcards.indicator} --k {params.k} --size {params.size} --seed {params.seed}"
+        " --outdir results/datasets --manifest {output.manifest} 2> {log}"
+
+
+rule write_manifest:
+    input:
+        datasets=expand("results/datasets/{dataset}.parquet", dataset=DATASETS),
+    output:
+        manifest=report(
+            "results/datasets/manifest.tsv",
+            caption="../report/manifest.rst",
+            category="Data",
+        ),
+    log:
+        "logs/write_manifest/write_manifest.log",
+    benchmark:
+        "benchmarks/write_manifest/write_manifest.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(10),
+    shell:
+        "instructmining write-manifest --out {output.manifest} {input.datasets} 2> {log}"
