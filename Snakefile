@@ -5,13 +5,29 @@ from snakemake.utils import min_version
 min_version("9.14.8")
 
 
-configfile: "config/config.yaml"
+# The demo config is the default only: a --configfile replaces it instead of being deep-merged
+# into it (a merge would leak demo-only keys such as eval.max_instructions into the paper run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Dataset names are planned by instructmining.plan; these keep the patterns of different rules apart.
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.-]+",
+    indicator=r"[a-z0-9_]+",
+    k=r"\d+",
+    n=r"\d+",
+    seed=r"\d+",
+    method=r"rule|random",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/indicators.smk"
 include: "workflow/rules/finetune.smk"

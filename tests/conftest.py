@@ -24,3 +24,9 @@ def data_root() -> Path:
     if not DATA_ROOT.is_dir():
         pytest.fail(f"shared data not found at {DATA_ROOT} (set INSTRUCTMINING_DATA_ROOT)")
     return DATA_ROOT
+
+
+def pytest_collection_modifyitems(config, items):
+    """SLURM tests last: they install slurm-client, after which every snakemake start pays
+    scontrol's retries unless a controller runs (see docs/slurm.md)."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)

@@ -149,9 +149,14 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
         )
 
     names = config["indicators"]["names"]
+    from .errors import InstructMiningError
     from .indicators import validate_names
 
-    validate_names(names)
+    for j, name in enumerate(names):
+        try:
+            validate_names(names[: j + 1])
+        except InstructMiningError as exc:
+            raise ConfigError(f"indicators.names[{j}]", str(exc)) from None
     for key, listed in (("bins.indicators", config.get("bins", {}).get("indicators", [])),
                         ("analysis.candidates", (config.get("analysis") or {}).get("candidates") or [])):
         for j, name in enumerate(listed):
@@ -189,6 +194,56 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def schema_rows(schema: dict[str, Any] | None = None, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, description) for every key of the schema, depth first."""
+    import yaml
+
+    if schema is None:
+        schema = yaml.safe_load(SCHEMA.read_text())
+    defs = schema.get("definitions", {}) if not prefix else {}
+    rows = []
+
+    def walk(node: dict[str, Any], key: str) -> None:
+        if "$ref" in node:
+            node = defs[node["$ref"].split("/")[-1]]
+        typ = node.get("type", "")
+        typ = "/".join(typ) if isinstance(typ, list) else typ
+        default = json.dumps(node["default"]) if "default" in node else "required"
+        if key:
+            rows.append((key, typ, default, " ".join(str(node.get("description", "")).split())))
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{key}.{name}" if key else name)
+        items = node.get("items")
+        if isinstance(items, dict) and ("properties" in items or "$ref" in items):
+            walk(items, f"{key}[]")
+
+    walk(schema, prefix)
+    return rows
+
+
+def config_docs() -> str:
+    """config/README.md: one row per key, generated from the schema (a test keeps them equal)."""
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from `workflow/schemas/config.schema.yaml` by `instructmining config-docs`; do not edit.",
+        "`[]` marks a list item. Files: `config.yaml` (offline demo, default), `paper.yaml` (paper scale,",
+        "hub data), `ci.yaml` (smallest end-to-end run). Runtime settings (threads, memory, GPUs, partition)",
+        "are not config: they live in rule `resources:` and in the SLURM profile (`slurm/`).",
+        "",
+        "| key | type | default | description |",
+        "|---|---|---|---|",
+    ]
+    for key, typ, default, desc in schema_rows():
+        lines.append(f"| `{key}` | {typ} | `{default}` | {desc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    print(config_docs(), end="")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_config(config, base=Path(args.base))
@@ -201,3 +256,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("--base", default=".", help="folder that relative paths (data_root) are relative to")
     p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("config-docs", help="print config/README.md (one row per schema key)")
+    p.set_defaults(func=_cmd_docs)

