@@ -33,7 +33,7 @@ def test_mixtures_sum_exactly_and_follow_r():
     pool = _pool({"a": 3000, "b": 3000, "c": 3000, "d": 3000})
     made = make_mixtures(pool, ["a", "b", "c", "d"], n=10, size=2000, seed=7, shortfall="redistribute")
     assert [m[0] for m in made] == [f"mix-{i:03d}" for i in range(10)]
-    for name, rows, meta in made:
+    for _, rows, meta in made:
         assert len(rows) == 2000 and rows["id"].is_unique
         r = np.array([meta[f"r_{s}"] for s in "abcd"])
         counts = rows["source"].value_counts().reindex(list("abcd"), fill_value=0).to_numpy()

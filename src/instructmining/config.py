@@ -152,7 +152,7 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
     from .errors import InstructMiningError
     from .indicators import validate_names
 
-    for j, name in enumerate(names):
+    for j in range(len(names)):
         try:
             validate_names(names[: j + 1])
         except InstructMiningError as exc:

@@ -1,0 +1,134 @@
+# Analysis stage: the table of mixtures, the rule (stepwise OLS), the univariate study, the plots.
+
+
+rule collect_table:
+    input:
+        losses=collect_losses,
+        indicators=collect_indicators,
+    output:
+        table=report(
+            "results/analysis/{group}.tsv",
+            caption="../report/table.rst",
+            category="Data",
+            labels={"table": "{group}"},
+        ),
+    log:
+        "logs/collect_table/{group}.log",
+    benchmark:
+        "benchmarks/collect_table/{group}.tsv"
+    wildcard_constraints:
+        group="table|bins|selection_runs",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+        runtime=scaled_runtime(10),
+    shell:
+        "instructmining collect-table --losses {input.losses} --indicators {input.indicators}"
+        " --out {output.table} 2> {log}"
+
+
+rule fit_rule:
+    input:
+        table="results/analysis/table.tsv",
+    output:
+        rule=report(
+            "results/analysis/rule.json",
+            caption="../report/rule.rst",
+            category="Regression",
+            labels={"result": "rule.json"},
+        ),
+        coefficients=report(
+            "results/analysis/coefficients.tsv",
+            caption="../report/coefficients.rst",
+            category="Regression",
+            labels={"result": "coefficients"},
+        ),
+        steps=report(
+            "results/analysis/stepwise.tsv",
+            caption="../report/stepwise.rst",
+            category="Regression",
+            labels={"result": "stepwise path"},
+        ),
+    log:
+        "logs/fit_rule/fit_rule.log",
+    benchmark:
+        "benchmarks/fit_rule/fit_rule.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(20),
+    params:
+        criterion=config["analysis"]["criterion"],
+        p_enter=config["analysis"]["p_enter"],
+        p_remove=config["analysis"]["p_remove"],
+        candidates=rule_candidates(),
+        models=rule_models(),  # the scorers, recorded so `instructmining select` can reuse them
+        options=rule_options(),
+    shell:
+        "instructmining fit-rule --table {input.table} --criterion {params.criterion}"
+        " --p-enter {params.p_enter} --p-remove {params.p_remove} --candidates {params.candidates}"
+        " --models {params.models:q} --options {params.options:q}"
+        " --out {output.rule} --coefficients {output.coefficients} --steps {output.steps} 2> {log}"
+
+
+rule plot_fit:
+    input:
+        rule="results/analysis/rule.json",
+        table="results/analysis/table.tsv",
+    output:
+        plot=report(
+            "results/analysis/fit.png",
+            caption="../report/fit.rst",
+            category="Regression",
+            labels={"result": "fit"},
+        ),
+    log:
+        "logs/plot_fit/plot_fit.log",
+    benchmark:
+        "benchmarks/plot_fit/plot_fit.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+        runtime=scaled_runtime(10),
+    shell:
+        "instructmining plot-fit --rule {input.rule} --table {input.table} --out {output.plot} 2> {log}"
+
+
+rule univariate:
+    input:
+        table="results/analysis/table.tsv",
+        bins="results/analysis/bins.tsv",
+    output:
+        table=report(
+            "results/analysis/univariate.tsv",
+            caption="../report/univariate_table.rst",
+            category="Univariate",
+            labels={"result": "correlations"},
+        ),
+        plot=report(
+            "results/analysis/univariate.png",
+            caption="../report/univariate.rst",
+            category="Univariate",
+            labels={"result": "panels"},
+        ),
+    log:
+        "logs/univariate/univariate.log",
+    benchmark:
+        "benchmarks/univariate/univariate.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+        runtime=scaled_runtime(10),
+    params:
+        indicators=config["bins"]["indicators"],
+    shell:
+        "instructmining univariate --table {input.table} --bins {input.bins} --indicators {params.indicators}"
+        " --out {output.table} --plot {output.plot} 2> {log}"
