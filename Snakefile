@@ -37,6 +37,6 @@ include: "workflow/rules/fetch.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

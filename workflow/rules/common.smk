@@ -6,14 +6,20 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # run from a clone without installing
+sys.path.insert(
+    0, str(Path(workflow.basedir) / "src")
+)  # run from a clone without installing
 from instructmining import plan  # noqa: E402
 from instructmining.config import check_config  # noqa: E402
 
 # Schema first (types, unknown keys, defaults), then what a schema cannot say (cross-references,
 # sizes the sources cannot hold, indicator names): both stop the run before any job starts.
-check_config(config, base=Path(workflow.basedir))  # messages name the key, e.g. 'bins.kk'
-validate(config, "../schemas/config.schema.yaml")  # the conventional check; fills the same defaults
+check_config(
+    config, base=Path(workflow.basedir)
+)  # messages name the key, e.g. 'bins.kk'
+validate(
+    config, "../schemas/config.schema.yaml"
+)  # the conventional check; fills the same defaults
 
 MIXTURES = plan.mixture_names(config)
 REPEATS = plan.repeat_names(config)
@@ -94,17 +100,25 @@ def data_root_flag():
 # Which datasets each collected table holds (results/analysis/{group}.tsv).
 # table.tsv also holds the mix-NNN-rep<s> rows: fit_rule fits on the mixtures and uses the reps to
 # report seed noise (how much the loss moves when only the finetune seed changes).
-ANALYSIS_GROUPS = {"table": MIXTURES + REPEATS, "bins": BINS, "selection_runs": SELECTIONS}
+ANALYSIS_GROUPS = {
+    "table": MIXTURES + REPEATS,
+    "bins": BINS,
+    "selection_runs": SELECTIONS,
+}
 
 
 def collect_losses(wildcards):
     """Eval-loss files of one collected table."""
-    return expand("results/loss/{dataset}.json", dataset=ANALYSIS_GROUPS[wildcards.group])
+    return expand(
+        "results/loss/{dataset}.json", dataset=ANALYSIS_GROUPS[wildcards.group]
+    )
 
 
 def collect_indicators(wildcards):
     """Indicator rows of one collected table."""
-    return expand("results/indicators/{dataset}.parquet", dataset=ANALYSIS_GROUPS[wildcards.group])
+    return expand(
+        "results/indicators/{dataset}.parquet", dataset=ANALYSIS_GROUPS[wildcards.group]
+    )
 
 
 def rule_candidates():
@@ -115,15 +129,24 @@ def rule_candidates():
 def rule_models():
     """--models for fit_rule: the scorers behind the indicators, recorded in rule.json."""
     ind = config["indicators"]
-    models = {"base": config["base_model"]["model"], "reward": ind.get("reward_model"),
-              "embedding": ind.get("embedding_model"), "unieval": ind.get("unieval_model")}
+    models = {
+        "base": config["base_model"]["model"],
+        "reward": ind.get("reward_model"),
+        "embedding": ind.get("embedding_model"),
+        "unieval": ind.get("unieval_model"),
+    }
     return as_json({k: v for k, v in models.items() if v})
 
 
 def rule_options():
     """--options for fit_rule: the scorers' truncation lengths, recorded in rule.json."""
     ind = config["indicators"]
-    return as_json({"max_length": ind["max_length"], "knn_model_max_length": ind["knn_model_max_length"]})
+    return as_json(
+        {
+            "max_length": ind["max_length"],
+            "knn_model_max_length": ind["knn_model_max_length"],
+        }
+    )
 
 
 def selection_rule_indicators():
@@ -159,7 +182,11 @@ def rule_inputs():
 
 def selection_inputs(wildcards):
     """Pool, and for rule subsets the rule, per-sample scores and pool embeddings it needs."""
-    return rule_inputs() if wildcards.method == "rule" else {"pool": "results/pool/pool.parquet"}
+    return (
+        rule_inputs()
+        if wildcards.method == "rule"
+        else {"pool": "results/pool/pool.parquet"}
+    )
 
 
 def search_inputs(wildcards):
@@ -172,9 +199,11 @@ def search_inputs(wildcards):
 
 def search_flags():
     """--n-min/--n-max/--budget/--seed of the size search (selection.search; seed: the first of
-    selection.random_seeds, so a trial at a configured n reproduces that sel-rule dataset's finetune)."""
+    selection.random_seeds, so a trial at a configured n reproduces that sel-rule dataset's finetune).
+    """
     search = config["selection"].get("search", {})
     flags = f"--n-min {search.get('n_min', 100)} --budget {search.get('budget', 8)}"
+    flags += f" --algorithm {search.get('algorithm', 'blendsearch')}"
     flags += f" --seed {(config['selection']['random_seeds'] or [1])[0]}"
     if search.get("n_max"):
         flags += f" --n-max {search['n_max']}"
@@ -197,22 +226,34 @@ def selection_sources_flag():
 
 def selection_embeddings_flag(wildcards):
     """--embeddings for rule subsets whose rule may use KNN-i."""
-    if getattr(wildcards, "method", "rule") == "rule" and any(_is_knn(n) for n in selection_rule_indicators()):
+    if getattr(wildcards, "method", "rule") == "rule" and any(
+        _is_knn(n) for n in selection_rule_indicators()
+    ):
         return f"--embeddings {pool_embeddings()}"
     return ""
 
 
 def analysis_targets():
     """Files `rule all` requests from analysis.smk."""
-    targets = expand("results/analysis/{name}", name=["rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png"])
+    targets = expand(
+        "results/analysis/{name}",
+        name=["rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png"],
+    )
     if BINS:
-        targets += ["results/analysis/univariate.tsv", "results/analysis/univariate.png"]
+        targets += [
+            "results/analysis/univariate.tsv",
+            "results/analysis/univariate.png",
+        ]
     return targets
 
 
 def selection_targets():
     """Files `rule all` requests from select.smk (the size search only when enabled)."""
-    targets = ["results/analysis/selection.tsv", "results/analysis/selection.png"] if SELECTIONS else []
+    targets = (
+        ["results/analysis/selection.tsv", "results/analysis/selection.png"]
+        if SELECTIONS
+        else []
+    )
     if config["selection"].get("search", {}).get("enabled"):
         targets.append("results/analysis/size_search.json")
     return targets
@@ -223,7 +264,9 @@ def base_model_dir():
     """The folder prepare_base_model writes (base_model.model.path; source pretrain or gguf)."""
     path = config["base_model"]["model"].get("path")
     if not path:
-        raise ValueError("config key 'base_model.model.path': needed when base_model.source is not hub")
+        raise ValueError(
+            "config key 'base_model.model.path': needed when base_model.source is not hub"
+        )
     return path
 
 
@@ -265,7 +308,9 @@ def _indicator_info(name):
 
 def sample_indicators():
     """Configured indicators with per-sample score files (knn<i> is set-level)."""
-    return [n for n in config["indicators"]["names"] if _indicator_info(n).level == "sample"]
+    return [
+        n for n in config["indicators"]["names"] if _indicator_info(n).level == "sample"
+    ]
 
 
 def indicator_model_spec(role):
@@ -277,13 +322,17 @@ def indicator_model_spec(role):
         return {"path": reward_model_dir(), "kind": "reward"}
     spec = ind.get(f"{role}_model")
     if not spec:
-        raise ValueError(f"config key 'indicators.{role}_model': needed by {config['indicators']['names']}")
+        raise ValueError(
+            f"config key 'indicators.{role}_model': needed by {config['indicators']['names']}"
+        )
     return spec
 
 
 def reward_model_dir():
     """Where train_reward_model writes (indicators.reward_model.path, default results/models/reward)."""
-    return (config["indicators"].get("reward_model") or {}).get("path") or "results/models/reward"
+    return (config["indicators"].get("reward_model") or {}).get(
+        "path"
+    ) or "results/models/reward"
 
 
 def num_shards(indicator):
@@ -294,7 +343,10 @@ def num_shards(indicator):
 def score_shards(wildcards):
     """The shard files merge_scores joins."""
     n = num_shards(wildcards.indicator)
-    return [f"results/scores/shards/{wildcards.indicator}/{i}-of-{n}.parquet" for i in range(n)]
+    return [
+        f"results/scores/shards/{wildcards.indicator}/{i}-of-{n}.parquet"
+        for i in range(n)
+    ]
 
 
 def score_inputs(wildcards):
@@ -302,15 +354,25 @@ def score_inputs(wildcards):
     embeddings, for binning the pool by KNN-i)."""
     info = _indicator_info(wildcards.indicator)
     if info.level == "set":
-        return {"pool": "results/pool/pool.parquet", "embeddings": pool_embeddings(),
-                "embedding_ids": "results/embeddings/pool.ids.parquet"}
+        return {
+            "pool": "results/pool/pool.parquet",
+            "embeddings": pool_embeddings(),
+            "embedding_ids": "results/embeddings/pool.ids.parquet",
+        }
     role = info.model
-    return {"pool": "results/pool/pool.parquet", "model": workflow_model_dir(indicator_model_spec(role)) if role else []}
+    return {
+        "pool": "results/pool/pool.parquet",
+        "model": workflow_model_dir(indicator_model_spec(role)) if role else [],
+    }
 
 
 def score_embedding_flag(wildcards, input):
     """--embeddings for knn<i> score files (set-level indicators score from the pool embeddings)."""
-    return f"--embeddings {input.embeddings}" if _indicator_info(wildcards.indicator).level == "set" else ""
+    return (
+        f"--embeddings {input.embeddings}"
+        if _indicator_info(wildcards.indicator).level == "set"
+        else ""
+    )
 
 
 def score_model_json(wildcards):
@@ -360,3 +422,12 @@ def reward_training_inputs(wildcards):
     for entry in config["indicators"]["reward_training"]["outputs"]:
         files += [entry] if isinstance(entry, str) else list(entry)
     return [data_path(f) for f in files]
+
+
+# --- fetch ---
+def fetch_items():
+    """Every hub model/dataset of the (merged) config, as the JSON `instructmining fetch --items`
+    takes (planning is stdlib-only: instructmining.fetch.plan_fetch)."""
+    from instructmining.fetch import plan_fetch
+
+    return as_json([item.__dict__ for item in plan_fetch(config)])

@@ -58,7 +58,9 @@ rule make_mixtures:
     input:
         pool="results/pool/pool.parquet",
     output:
-        datasets=expand("results/datasets/{dataset}.parquet", dataset=MIXTURES + REPEATS),
+        datasets=expand(
+            "results/datasets/{dataset}.parquet", dataset=MIXTURES + REPEATS
+        ),
         manifest="results/datasets/mixtures.tsv",
     log:
         "logs/make_mixtures/make_mixtures.log",
@@ -89,7 +91,8 @@ rule make_bins:
         scores="results/scores/{indicator}.parquet",
     output:
         datasets=expand(
-            "results/datasets/uni-{{indicator}}-{k}.parquet", k=range(config["bins"]["k"])
+            "results/datasets/uni-{{indicator}}-{k}.parquet",
+            k=range(config["bins"]["k"]),
         ),
         manifest="results/datasets/bins-{indicator}.tsv",
     log:

