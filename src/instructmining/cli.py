@@ -21,6 +21,17 @@ STAGE_MODULES = [
     "instructmining.evalset",
     "instructmining.data",
     "instructmining.mixing",
+    "instructmining.indicators.cli",
+    "instructmining.pretrain",
+    "instructmining.finetune",
+    "instructmining.evaluate",
+    "instructmining.table",
+    "instructmining.regression",
+    "instructmining.univariate",
+    "instructmining.plots",
+    "instructmining.selection",
+    "instructmining.search",
+    "instructmining.fetch",
 ]
 
 EPILOG = """examples:

