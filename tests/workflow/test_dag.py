@@ -42,7 +42,8 @@ def test_dry_run_plans_every_dataset(name):
 
 
 def test_paper_dry_run_lists_the_mixture_files():
-    text = _snakemake("-n", "--configfile", "config/paper.yaml", "results/datasets/mixtures.tsv")
+    # the target goes before --configfile, which takes several values
+    text = _snakemake("-n", "results/datasets/mixtures.tsv", "--configfile", "config/paper.yaml")
     assert "results/datasets/mix-077.parquet" in text and "results/datasets/mix-078.parquet" not in text
 
 
