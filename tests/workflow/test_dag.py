@@ -30,7 +30,8 @@ def _counts(text: str) -> dict[str, int]:
 @pytest.mark.parametrize("name", ["paper", "config", "ci"])
 def test_dry_run_plans_every_dataset(name):
     cfg = check_config(load_config(REPO / "config" / f"{name}.yaml"), base=REPO)
-    counts = _counts(_snakemake("-n", "--configfile", f"config/{name}.yaml", "--quiet", "rules"))
+    # --forceall: plan every job even where a local run already made the outputs
+    counts = _counts(_snakemake("-n", "--forceall", "--configfile", f"config/{name}.yaml", "--quiet", "rules"))
     datasets = plan.all_datasets(cfg)
     assert counts["finetune"] == counts["eval_loss"] == counts["dataset_indicators"] == len(datasets)
     assert counts["make_bins"] == len(cfg["bins"]["indicators"])

@@ -335,6 +335,17 @@ def reward_model_dir():
     ) or "results/models/reward"
 
 
+def scorer_regex(neural):
+    """Wildcard regex of the indicators whose scorer runs a neural model (the sharded ones), or of
+    all the others: score_pool and score_pool_model split the score files between them.
+    """
+    from instructmining.indicators.registry import all_infos
+
+    names = "|".join(i.name for i in all_infos() if i.sharded)
+    # "not one of names": a lookahead that ends where the name ends (the wildcard sits mid-path)
+    return f"(?:{names})" if neural else f"(?!(?:{names})(?![a-z0-9_]))[a-z0-9_]+"
+
+
 def num_shards(indicator):
     """Score jobs per indicator: indicators.shards for batched model scorers, else 1."""
     return config["indicators"]["shards"] if _indicator_info(indicator).sharded else 1

@@ -40,6 +40,7 @@ rule score_pool:
     benchmark:
         "benchmarks/score_pool/{indicator}.{shard}-of-{num_shards}.tsv"
     wildcard_constraints:
+        indicator=scorer_regex(neural=False),
         shard=r"\d+",
         num_shards=r"\d+",
     conda:
@@ -60,6 +61,19 @@ rule score_pool:
         " --model-role {params.role} --expect-version {params.version} {params.embeddings} --shard {wildcards.shard}"
         " --num-shards {wildcards.num_shards} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --threads {threads} --out {output.scores} 2> {log}"
+
+
+# The neural scorers (reward, perplexity, UniEval): the same job as score_pool, in a rule of its
+# own so that the SLURM profile gives a GPU to these and not to lengths, MTLD or KNN-i.
+use rule score_pool as score_pool_model with:
+    log:
+        "logs/score_pool_model/{indicator}.{shard}-of-{num_shards}.log",
+    benchmark:
+        "benchmarks/score_pool_model/{indicator}.{shard}-of-{num_shards}.tsv"
+    wildcard_constraints:
+        indicator=scorer_regex(neural=True),
+        shard=r"\d+",
+        num_shards=r"\d+",
 
 
 rule merge_scores:
