@@ -9,4 +9,4 @@ bash scripts/setup-env.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ruff check src tests benchmarks
 snakefmt --check Snakefile workflow/
-python -m pytest "$@"
+python -m pytest --durations=12 "$@"
