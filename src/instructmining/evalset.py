@@ -10,33 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from .data import match_key, normalize_text
 from .errors import DataError
 from .io import derive_seed, write_parquet
-from .records import read_hub, read_json_array, read_jsonl
+from .records import data_file, read_hub, read_json_array, read_jsonl
 
 LOG = logging.getLogger("instructmining.evalset")
 COLUMNS = ["eval_id", "set", "instruction", "input", "reference", "ref_label"]
 
 
-def _path(rel: str, data_root: str | None) -> Path:
-    p = Path(rel)
-    if not p.is_absolute():
-        if not data_root:
-            raise DataError(p, None, None, "relative path but data_root is not set")
-        p = Path(data_root) / p
-    if not p.is_file():
-        raise DataError(p, None, None, "file not found (check data_root)")
-    return p
-
-
 def _records(item: dict[str, Any], key: str, data_root: str | None):
     if item.get("hub"):
         return f"hub:{item['hub']}", read_hub(item["hub"], item.get("hub_config"), item.get("split", "eval"), None)
-    path = _path(item[key], data_root)
+    path = data_file(item[key], data_root)
     return str(path), (read_jsonl(path) if path.suffix == ".jsonl" else read_json_array(path))
 
 

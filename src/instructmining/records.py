@@ -105,6 +105,18 @@ def package_path(package: str, rel: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / rel
 
 
+def data_file(rel: str, data_root: str | None) -> Path:
+    """A local data file named in config: relative to data_root unless absolute; must exist."""
+    path = Path(rel)
+    if not path.is_absolute():
+        if not data_root:
+            raise DataError(path, None, None, "relative path but data_root is not set")
+        path = Path(data_root) / path
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found (check data_root and the configured path)")
+    return path
+
+
 def iter_source(src: dict[str, Any], data_root: str | None) -> tuple[str, Iterator[tuple[str, Record]]]:
     """(display name, records) for a configured source."""
     if src.get("hub"):
@@ -112,14 +124,10 @@ def iter_source(src: dict[str, Any], data_root: str | None) -> tuple[str, Iterat
                                             src.get("revision"))
     if src.get("package"):
         path = package_path(src["package"], src["path"])
+        if not path.is_file():
+            raise DataError(path, None, None, "file not found in the pip package (check the source's path)")
     else:
-        path = Path(src["path"])
-        if not path.is_absolute():
-            if not data_root:
-                raise DataError(path, None, None, "relative path but data_root is not set")
-            path = Path(data_root) / path
-    if not path.is_file():
-        raise DataError(path, None, None, "file not found (check data_root and the source's path)")
+        path = data_file(src["path"], data_root)
     fmt = src.get("format", "auto")
     suffix = path.suffix.lower()
     if fmt == "sharegpt":
