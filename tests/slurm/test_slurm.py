@@ -4,14 +4,18 @@ config through `snakemake --profile slurm --profile slurm-cpu`, from the reposit
 1. a job that SLURM grants too little memory fails, and Snakemake resubmits it with the rules'
    attempt-scaled mem_mb (common.smk scaled_mem_mb): sacct shows 600M FAILED, 1200M COMPLETED;
 2. the workflow is killed (SIGKILL) while a finetune is between checkpoints, its SLURM jobs are
-   cancelled, the directory is locked until `--unlock`, and the rerun runs exactly the jobs that
-   had not finished, the finetune resuming from its checkpoint.
+   cancelled, the directory is locked until `--unlock`, and the rerun plans and runs exactly the
+   jobs whose outputs are missing or incomplete on disk (read from the working directory after
+   the cancel, not from the killed run's log: SLURM jobs still running at the kill may finish
+   before the cancel reaches them, and their outputs rightly count as done); every interrupted
+   finetune resumes from its last checkpoint.
 
 Needs root and apt-get (it installs slurmctld, slurmd, slurm-client, munge, slurmdbd,
 mariadb-server if missing); skipped otherwise. It stops only the daemons it started, by pid.
 Run it last (tests/slurm/conftest.py orders it so): see docs/slurm.md on slurm-client.
 Set IM_SLURM_TEST_SUMMARY=path.json to keep the timings and job counts."""
 
+import base64
 import json
 import os
 import re
@@ -133,26 +137,57 @@ def test_fetch_runs_on_the_login_node(cluster, tmp_path):
     assert manifest["items"] == []  # the ci config names no hub ids
 
 
-def _finished_outputs(log_text: str) -> dict[str, list[str]]:
-    """{jobid: outputs} of the jobs the log reports finished (blocks `rule X: ... output: ...
-    jobid: N`, then `Finished jobid: N`)."""
-    outputs = {}
-    for m in re.finditer(r"^(?:local)?rule \w+:\n((?:    .*\n)+)", log_text, flags=re.M):
-        block = m.group(1)
-        jid = re.search(r"^    jobid: (\d+)", block, flags=re.M)
-        out = re.search(r"^    output: (.*)$", block, flags=re.M)
-        if jid:
-            outputs[jid.group(1)] = out.group(1).split(", ") if out else []
-    done = re.findall(r"Finished jobid: (\d+)", log_text)
-    return {j: outputs.get(j, []) for j in done}
+Job = tuple[str, tuple[str, ...]]  # (rule, outputs): a job's identity across runs
 
 
-def _planned_jobs(workdir: Path, tmp_path: Path, name: str) -> int:
-    proc = _run(_snakemake_cmd(workdir, "-n", "--quiet", "rules", configfiles=(SLOW_FINETUNE,)),
-                tmp_path / f"{name}.log", timeout=300)
+def _plan(workdir: Path, tmp_path: Path, name: str) -> set[Job]:
+    """The jobs a dry run plans now, as (rule, outputs), parsed from its job blocks."""
+    proc = _run(_snakemake_cmd(workdir, "-n", configfiles=(SLOW_FINETUNE,)), tmp_path / f"{name}.log",
+                timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    m = re.search(r"^total\s+(\d+)$", proc.stdout, flags=re.M)
-    return int(m.group(1)) if m else 0  # "Nothing to be done" prints no table
+    jobs = set()
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", proc.stdout, flags=re.M):
+        out = re.search(r"^    output: (.*)$", m.group(2), flags=re.M)
+        jobs.add((m.group(1), tuple(out.group(1).split(", ")) if out else ()))
+    if "Nothing to be done" not in proc.stdout:
+        m = re.search(r"^total\s+(\d+)$", proc.stdout, flags=re.M)
+        assert m and int(m.group(1)) == len(jobs), (m and m.group(0), len(jobs))
+    return jobs
+
+
+def _marked_incomplete(workdir: Path) -> set[str]:
+    """Outputs Snakemake has marked incomplete (.snakemake/incomplete/: one file per output, named
+    by the urlsafe base64 of its path, split into '@'-prefixed chunks when longer than NAME_MAX)."""
+    root = workdir / ".snakemake" / "incomplete"
+    paths = set()
+    for f in root.rglob("*") if root.is_dir() else ():
+        if f.is_file() and f.name != "migration_underway":
+            b64 = "".join(part.removeprefix("@") for part in f.relative_to(root).parts)
+            paths.add(base64.urlsafe_b64decode(b64).decode())
+    return paths
+
+
+def _unfinished(workdir: Path, jobs: set[Job]) -> set[Job]:
+    """Jobs with an output missing or marked incomplete (all our writes are atomic: an output that
+    exists unmarked is complete), plus target rules without outputs (always planned)."""
+    marked = _marked_incomplete(workdir)
+    return {(rule, outs) for rule, outs in jobs
+            if not outs or any(o in marked or not (workdir / o).exists() for o in outs)}
+
+
+def _interrupted_finetunes(workdir: Path) -> dict[str, int]:
+    """{dataset: last complete checkpoint step} of finetunes that have a checkpoint but no adapter."""
+    found = {}
+    for ckpts in (workdir / "results" / "finetune").glob("*/checkpoints"):
+        steps = [int(d.name.split("-")[1]) for d in ckpts.glob("step-*") if (d / "trainer_state.json").is_file()]
+        if steps and not (ckpts.parent / "adapter").exists():
+            found[ckpts.parent.name] = max(steps)
+    return found
+
+
+def _squeue_ids() -> set[str]:
+    return set(subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
+                              check=True).stdout.split())
 
 
 def _wait_for_checkpointed_finetune(workdir: Path, proc: subprocess.Popen, timeout: float) -> str:
@@ -173,8 +208,8 @@ def test_interrupted_run_reruns_only_what_is_missing(cluster, tmp_path):
     workdir = tmp_path / "ci"
     workdir.mkdir()
     t0 = time.perf_counter()
-    total = _planned_jobs(workdir, tmp_path, "plan-before")
-    assert total > 40, total
+    all_jobs = _plan(workdir, tmp_path, "plan-before")
+    assert len(all_jobs) > 40, len(all_jobs)
 
     # 1. Start the workflow; SIGKILL it while a finetune is between checkpoints.
     log1 = tmp_path / "run1.log"
@@ -182,31 +217,31 @@ def test_interrupted_run_reruns_only_what_is_missing(cluster, tmp_path):
         proc = subprocess.Popen(_snakemake_cmd(workdir, configfiles=(SLOW_FINETUNE,)), cwd=REPO,
                                 env=_env(), stdout=fh, stderr=subprocess.STDOUT, text=True)
         try:
-            dataset = _wait_for_checkpointed_finetune(workdir, proc, timeout=900)
+            _wait_for_checkpointed_finetune(workdir, proc, timeout=900)
             proc.send_signal(signal.SIGKILL)  # no clean-up: jobs keep running, the lock stays
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=60)
-    run1 = log1.read_text()
     kill_s = time.perf_counter() - t0
-    # The SLURM jobs survive their snakemake; cancel them, as a lost allocation would end them.
-    submitted = set(_slurm_ids(run1))
-    alive = set(subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
-                               check=True).stdout.split()) & submitted
-    assert alive, "SIGKILL should leave the submitted jobs running"
-    subprocess.run(["scancel", *sorted(alive)], check=True)
-    for _ in range(300):
-        if not set(subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
-                                  check=True).stdout.split()) & submitted:
-            break
+    # The SLURM jobs outlive their snakemake; cancel them, as a lost allocation would end them.
+    # Some may finish between the kill and the cancel (how many depends on the machine's speed):
+    # what counts from here on is what the working directory holds once nothing runs any more.
+    submitted = set(_slurm_ids(log1.read_text()))
+    alive = _squeue_ids() & submitted
+    if alive:
+        subprocess.run(["scancel", *sorted(alive)], check=True)
+    deadline = time.monotonic() + 120
+    while _squeue_ids() & submitted:
+        assert time.monotonic() < deadline, "cancelled SLURM jobs still in the queue after 120 s"
         time.sleep(0.2)
-    finished = _finished_outputs(run1)
-    done_before = len(finished)
-    ckpt_steps = sorted(int(d.name.split("-")[1]) for d in
-                        (workdir / "results" / "finetune" / dataset / "checkpoints").glob("step-*"))
-    assert ckpt_steps, f"{dataset}: no checkpoint left to resume from"
-    mtimes = {p: (workdir / p).stat().st_mtime_ns for outs in finished.values() for p in outs}
+    logged_done = len(re.findall(r"Finished jobid: (\d+)", log1.read_text()))
+    unfinished = _unfinished(workdir, all_jobs)
+    finished_outputs = [o for job in all_jobs - unfinished for o in job[1]]
+    assert finished_outputs, "nothing finished before the kill"
+    mtimes = {o: (workdir / o).stat().st_mtime_ns for o in finished_outputs}
+    interrupted = _interrupted_finetunes(workdir)
+    assert interrupted, "no finetune left between checkpoints (the kill came after a checkpoint)"
 
     # 2. The killed run left its lock: a plain rerun refuses, --unlock releases it.
     locked = _run(_snakemake_cmd(workdir, configfiles=(SLOW_FINETUNE,)), tmp_path / "locked.log", timeout=300)
@@ -214,32 +249,38 @@ def test_interrupted_run_reruns_only_what_is_missing(cluster, tmp_path):
     unlock = _run(_snakemake_cmd(workdir, "--unlock", configfiles=(SLOW_FINETUNE,)), tmp_path / "unlock.log")
     assert unlock.returncode == 0, unlock.stdout[-3000:]
 
-    # 3. What is left is exactly what had not finished (in-flight jobs are incomplete: rerun).
-    remaining = _planned_jobs(workdir, tmp_path, "plan-after")
-    assert remaining == total - done_before, (total, done_before, remaining)
+    # 3. The rerun plans exactly the unfinished jobs (in-flight ones were incomplete: rerun), runs
+    #    them all, and leaves every complete output untouched.
+    planned = _plan(workdir, tmp_path, "plan-after")
+    assert planned == unfinished, {"planned, not unfinished": sorted(planned - unfinished),
+                                   "unfinished, not planned": sorted(unfinished - planned)}
     log2 = tmp_path / "run2.log"
     rerun = _run(_snakemake_cmd(workdir, configfiles=(SLOW_FINETUNE,)), log2, timeout=1200)
     assert rerun.returncode == 0, rerun.stdout[-6000:]
     rerun_done = len(re.findall(r"Finished jobid: (\d+)", rerun.stdout))
-    assert rerun_done == remaining
+    assert rerun_done == len(planned)
     assert re.search(rf"\b{rerun_done} of {rerun_done} steps \(100%\) done", rerun.stdout)
     changed = [p for p, t in mtimes.items() if (workdir / p).stat().st_mtime_ns != t]
-    assert not changed, f"outputs of jobs finished before the kill were rebuilt: {changed}"
+    assert not changed, f"outputs complete before the rerun were rebuilt: {changed}"
 
-    # 4. The interrupted finetune resumed from its last checkpoint, and finished.
-    ft_log = (workdir / "logs" / "finetune" / f"{dataset}.log").read_text()
-    m = re.search(r"resumed from checkpoint \S+ at step (\d+)/(\d+)", ft_log)
-    assert m, f"{dataset}: the rerun did not resume:\n{ft_log[-3000:]}"
-    assert int(m.group(1)) == ckpt_steps[-1] and int(m.group(1)) < int(m.group(2))
-    metrics = json.loads((workdir / "results" / "finetune" / dataset / "adapter" / "train_metrics.json").read_text())
-    assert metrics["resumed_from_step"] == ckpt_steps[-1]
-    assert len(metrics["loss_history"]) == metrics["steps"]  # the history spans both runs
+    # 4. Every interrupted finetune resumed from its last checkpoint, and finished.
+    resumed = {}
+    for dataset, step in interrupted.items():
+        ft_log = (workdir / "logs" / "finetune" / f"{dataset}.log").read_text()
+        m = re.search(r"resumed from checkpoint \S+ at step (\d+)/(\d+)", ft_log)
+        assert m, f"{dataset}: the rerun did not resume:\n{ft_log[-3000:]}"
+        assert int(m.group(1)) == step < int(m.group(2)), (dataset, step, m.group(0))
+        metrics = json.loads((workdir / "results" / "finetune" / dataset / "adapter" / "train_metrics.json").read_text())
+        assert metrics["resumed_from_step"] == step
+        assert len(metrics["loss_history"]) == metrics["steps"]  # the history spans both runs
+        resumed[dataset] = f"{step}/{m.group(2)}"
 
     # 5. Nothing left to do.
-    assert _planned_jobs(workdir, tmp_path, "plan-final") == 0
+    assert _plan(workdir, tmp_path, "plan-final") == set()
     SUMMARY["interruption"] = {
-        "total_jobs": total, "finished_before_kill": done_before, "rerun_jobs": rerun_done,
-        "killed_after_s": round(kill_s, 1), "interrupted_finetune": dataset,
-        "resumed_at_step": int(m.group(1)), "finetune_steps": int(m.group(2)),
-        "slurm_jobs_cancelled": len(alive), "wall_s": round(time.perf_counter() - t0, 1),
+        "total_jobs": len(all_jobs), "finished_in_log_before_kill": logged_done,
+        "complete_on_disk_after_cancel": len(all_jobs) - len(unfinished), "planned_after": len(planned),
+        "rerun_jobs": rerun_done, "killed_after_s": round(kill_s, 1),
+        "slurm_jobs_cancelled": len(alive), "resumed_finetunes": resumed,
+        "wall_s": round(time.perf_counter() - t0, 1),
     }
