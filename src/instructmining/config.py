@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .architectures import package_dir
 from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,31 +59,50 @@ def validate_schema(config: dict[str, Any], schema_path: Path = SCHEMA) -> None:
 
 
 def _count_records(path: Path, fmt: str) -> int | None:
-    """Upper bound of a local file's records (cheap; None if unknown)."""
+    """Upper bound of a local file's records (cheap; None if unknown). Decodes the file too, so a
+    non-UTF-8 (e.g. Latin-1) file stops here with a DataError naming the file and line."""
+    from .records import decode_utf8
+
     if not path.is_file():
         return None
     suffix = path.suffix.lower()
     if fmt == "jsonl" or (fmt in ("auto", "prompt_completion", "oasst_transcript") and suffix == ".jsonl"):
+        count = 0
         with path.open("rb") as fh:
-            return sum(1 for line in fh if line.strip())
+            for n, line in enumerate(fh, start=1):
+                count += bool(decode_utf8(line, path, n).strip())
+        return count
     if suffix == ".json" and fmt != "sharegpt":
+        text = decode_utf8(path.read_bytes(), path)
         try:
-            data = json.loads(path.read_bytes())
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(text)
+        except ValueError:
             return None  # the data stage reports the exact record
         return len(data) if isinstance(data, list) else None
     return None
 
 
+def _resolve_root(data_root: str | None, base: Path) -> Path | None:
+    if not data_root:
+        return None
+    root = Path(data_root)
+    return root if root.is_absolute() else base / root
+
+
+def _local_file(rel: str, root: Path | None) -> Path:
+    path = Path(rel)
+    return path if path.is_absolute() or root is None else root / path
+
+
 def source_capacity(src: dict[str, Any], base: Path, data_root: str | None) -> int | None:
-    """The most samples a source can contribute (None if unknown without loading it)."""
+    """The most samples a source can contribute: records of its local file within filters.rows,
+    capped by max_samples. An upper bound (equals filters and empty records may drop more); None if
+    unknown without loading it (hub sources; package and parquet files without max_samples)."""
     cap = src.get("max_samples")
     count = None
     if src.get("path") and not src.get("hub") and not src.get("package") and data_root:
-        root = Path(data_root)
-        root = root if root.is_absolute() else base / root
-        path = Path(src["path"])
-        count = _count_records(path if path.is_absolute() else root / path, src.get("format", "auto"))
+        path = _local_file(src["path"], _resolve_root(data_root, base))
+        count = _count_records(path, src.get("format", "auto"))
         rows = (src.get("filters") or {}).get("rows")
         if count is not None and rows:
             count = max(0, min(count, rows[1]) - rows[0])
@@ -91,22 +111,117 @@ def source_capacity(src: dict[str, Any], base: Path, data_root: str | None) -> i
     return cap if cap is not None else count
 
 
-def _needs_data_root(config: dict[str, Any]) -> list[str]:
-    keys = []
+def _capacity(caps: dict[str, int | None], labels: list[str]) -> tuple[int | None, dict[str, int | None]]:
+    """Summed capacity of the sources `labels` (None if any is unknown) and the per-source values."""
+    some = {label: caps[label] for label in labels}
+    known = all(c is not None for c in some.values())
+    return (sum(c for c in some.values() if c is not None) if known else None), some
+
+
+def _local_files(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(config key, path) of every local data file the config names (relative to data_root)."""
+    files = []
     for i, src in enumerate(config["pool"]["sources"]):
         if src.get("path") and not src.get("hub") and not src.get("package"):
-            keys.append(f"pool.sources[{i}].path")
+            files.append((f"pool.sources[{i}].path", src["path"]))
     for group in ("sets", "references"):
         for i, item in enumerate(config["eval"].get(group, [])):
-            if item.get("path") and not item.get("hub"):
-                keys.append(f"eval.{group}[{i}].path")
-    if (config["indicators"].get("reward_training") or {}).get("enabled"):
-        keys.append("indicators.reward_training.outputs")
-    return keys
+            for field in ("path", "answers"):
+                if item.get(field) and not item.get("hub"):
+                    files.append((f"eval.{group}[{i}].{field}", item[field]))
+    training = config["indicators"].get("reward_training") or {}
+    if training.get("enabled"):
+        flat = [f for entry in training.get("outputs", []) for f in ([entry] if isinstance(entry, str) else entry)]
+        files += [(f"indicators.reward_training.outputs[{j}]", f) for j, f in enumerate(flat)]
+    return files
+
+
+def _check_files(config: dict[str, Any], base: Path) -> None:
+    """data_root is set and exists when a local file is named; every named file exists."""
+    local = _local_files(config)
+    root = _resolve_root(config.get("data_root"), base)
+    if local:
+        hint = (
+            "set data_root to the folder holding the shipped data (e.g. `data_root: ../shared/data`, "
+            "or `--config data_root=/path/to/data`), or run the hub configuration "
+            "`--configfile config/paper.yaml`, which loads every dataset from the Hugging Face hub"
+        )
+        if root is None:
+            raise ConfigError("data_root", f"is not set but {local[0][0]} names a local file; {hint}")
+        if not root.is_dir():
+            raise ConfigError("data_root", f"folder {root} does not exist; {hint}")
+    for key, rel in local:
+        if not _local_file(rel, root).is_file():
+            raise ConfigError(key, f"file {_local_file(rel, root)} does not exist (data_root: {root}); "
+                                   "fix the path or data_root")
+    for i, src in enumerate(config["pool"]["sources"]):
+        if src.get("package") and src.get("path"):
+            found = package_dir(src["package"])
+            if found is None:
+                raise ConfigError(f"pool.sources[{i}].package", f"pip package {src['package']!r} is not installed; "
+                                                                "pip install it or drop the source")
+            if not (found / src["path"]).is_file():
+                raise ConfigError(f"pool.sources[{i}].path", f"{found / src['path']} is not a file of package "
+                                                             f"{src['package']!r}; fix the path")
+
+
+def _check_ranges(config: dict[str, Any]) -> None:
+    """Values the schema allows but the pipeline cannot use."""
+    from .regression import MIN_DATASETS
+
+    n = config["mixtures"]["n"]
+    if n < MIN_DATASETS:
+        raise ConfigError("mixtures.n", f"{n} mixture(s) are too few: fit_rule's stepwise regression needs at "
+                                        f"least {MIN_DATASETS} datasets (one indicator + intercept needs "
+                                        f"n > 2); set mixtures.n >= {MIN_DATASETS} (the paper: 78)")
+    for i, src in enumerate(config["pool"]["sources"]):
+        rows = (src.get("filters") or {}).get("rows")
+        if rows and rows[0] >= rows[1]:
+            raise ConfigError(f"pool.sources[{i}].filters.rows", f"{rows} keeps no record: it is [start, stop) "
+                                                                 f"with start < stop, e.g. [{rows[1]}, {rows[0]}]")
+    search = config["selection"].get("search") or {}
+    if search.get("enabled") and search.get("n_max") and search["n_max"] < search["n_min"]:
+        raise ConfigError("selection.search.n_max", f"{search['n_max']} is below n_min {search['n_min']}")
+
+
+def _check_sizes(config: dict[str, Any], base: Path, mix_sources: list[str], train: list[str],
+                 unseen: list[str]) -> None:
+    """Sizes the sources cannot hold (local files only: hub sources are not counted offline, so
+    their sizes are checked by the stage that loads them)."""
+    every = {s["label"]: source_capacity(s, base, config.get("data_root")) for s in config["pool"]["sources"]}
+    mix = config["mixtures"]
+    total, caps = _capacity(every, mix_sources)
+    if total is not None and total < mix["size"]:
+        raise ConfigError("mixtures.size", f"{mix['size']} is larger than the {total} samples the mixture sources "
+                                           f"can hold ({caps}); lower mixtures.size or add data")
+    for label, cap in caps.items():
+        if cap == 0:
+            raise ConfigError("pool.sources", f"source {label!r} holds no record (check its filters.rows)")
+    bins = config["bins"]
+    total, caps = _capacity(every, train)
+    if bins.get("indicators") and total is not None:
+        per_bin = total // bins["k"]
+        batch = config["finetune"]["batch_size"] * config["finetune"]["grad_accum"]
+        need, what = (bins["size"], "bins.size") if bins.get("size") else (batch, "one finetune batch "
+                                                                           "(finetune.batch_size x grad_accum)")
+        if per_bin < need:
+            raise ConfigError("bins.k", f"K = {bins['k']} bins of the {total} train samples ({caps}) hold "
+                                        f"{per_bin} each, fewer than {what} = {need}; lower bins.k to at most "
+                                        f"{max(total // need, 1)} or add data")
+    sel = config["selection"]
+    if sel.get("n"):
+        pool = sel.get("pool") or unseen
+        total, caps = _capacity(every, pool)
+        for j, n in enumerate(sel["n"]):
+            if total is not None and n > total:
+                raise ConfigError(f"selection.n[{j}]", f"{n} is larger than the unseen pool ({total} samples after "
+                                                       f"filters and max_samples: {caps}); lower it or add "
+                                                       "unseen data")
 
 
 def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
-    """Validate `config` in place (schema + semantics); return it. Raises ConfigError."""
+    """Validate `config` in place (schema + semantics); return it. Raises ConfigError (DataError for
+    a data file that is not UTF-8). Cheap checks first, then those that read files."""
     validate_schema(config)
     sources = config["pool"]["sources"]
     labels = [s["label"] for s in sources]
@@ -116,37 +231,17 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
     for i, src in enumerate(sources):
         if bool(src.get("path")) == bool(src.get("hub")):
             raise ConfigError(f"pool.sources[{i}]", "give exactly one of `path` (local file) or `hub` (hub id)")
-
-    local_keys = _needs_data_root(config)
-    if local_keys:
-        root = config.get("data_root")
-        hint = (
-            "set data_root to the folder holding the shipped data (e.g. `data_root: ../shared/data`, "
-            "or `--config data_root=/path/to/data`), or run the hub configuration "
-            "`--configfile config/paper.yaml`, which loads every dataset from the Hugging Face hub"
-        )
-        if not root:
-            raise ConfigError("data_root", f"is not set but {local_keys[0]} names a local file; {hint}")
-        resolved = Path(root) if Path(root).is_absolute() else base / root
-        if not resolved.is_dir():
-            raise ConfigError("data_root", f"folder {resolved} does not exist; {hint}")
+    _check_ranges(config)
 
     train = [s["label"] for s in sources if s["role"] == "train"]
     unseen = [s["label"] for s in sources if s["role"] == "unseen"]
-    mix = config.setdefault("mixtures", {})
+    mix = config["mixtures"]
     mix_sources = mix.get("sources") or train
     for j, label in enumerate(mix_sources):
         if label not in train:
             raise ConfigError(f"mixtures.sources[{j}]", f"{label!r} is not a train source (train: {train})")
-    if mix.get("n", 0) > 0 and not mix_sources:
+    if not mix_sources:
         raise ConfigError("mixtures.sources", "no train source to mix")
-    caps = [source_capacity(s, base, config.get("data_root")) for s in sources if s["label"] in mix_sources]
-    if mix.get("n", 0) > 0 and all(c is not None for c in caps) and sum(caps) < mix["size"]:
-        raise ConfigError(
-            "mixtures.size",
-            f"{mix['size']} is larger than the {sum(caps)} samples the mixture sources can hold "
-            f"({dict(zip(mix_sources, caps, strict=False))}); lower mixtures.size or add data",
-        )
 
     names = config["indicators"]["names"]
     from .errors import InstructMiningError
@@ -178,6 +273,12 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
     for i, item in enumerate(config["eval"]["sets"]):
         if item["format"] == "vicuna" and not item.get("answers") and not config["eval"].get("references"):
             raise ConfigError(f"eval.sets[{i}].answers", "vicuna questions need reference answers")
+
+    _check_files(config, base)
+    _check_sizes(config, base, mix_sources, train, unseen)
+    from .architectures import check_target_modules
+
+    check_target_modules(config, base)
     return config
 
 

@@ -13,7 +13,7 @@ from .errors import DataError
 Record = dict[str, Any]
 
 
-def _decode_utf8(raw: bytes, path: Path, line: int | None = None) -> str:
+def decode_utf8(raw: bytes, path: Path, line: int | None = None) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -27,7 +27,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
     """Yield ("line N", record) for each non-blank line; malformed lines raise naming file:line."""
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            text = _decode_utf8(raw, path, n).strip()
+            text = decode_utf8(raw, path, n).strip()
             if not text:
                 continue
             try:
@@ -41,7 +41,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
 
 def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
     """Yield ("record i", record) from a JSON array file."""
-    text = _decode_utf8(path.read_bytes(), path)
+    text = decode_utf8(path.read_bytes(), path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -57,7 +57,7 @@ def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
 def read_json_stream(path: Path) -> Iterator[tuple[str, Record]]:
     """A JSON array that may be truncated at the end (ShareGPT V3 as shipped): decode record by
     record and stop at the first incomplete one."""
-    text = _decode_utf8(path.read_bytes(), path)
+    text = decode_utf8(path.read_bytes(), path)
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
     i = 0

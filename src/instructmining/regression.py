@@ -23,6 +23,9 @@ from .errors import DataError, InstructMiningError
 
 LOG = logging.getLogger("instructmining.regression")
 DEFAULT_MAX_VIF = 10.0
+# The fewest datasets (mixtures) a rule can be fitted on: one indicator + intercept needs n > k + 1 = 2.
+# config.check_config refuses a smaller mixtures.n before the first job.
+MIN_DATASETS = 3
 RESPONSE = "log_loss"
 CV_NOTE = ("loo_procedure: leave-one-out over the whole stepwise procedure (selection refitted "
            "without the held-out dataset; the honest estimate); loo_fixed_model: PRESS of the final "
@@ -226,8 +229,8 @@ def fit_rule(table: Any, candidates: list[str], criterion: str = "pvalue", p_ent
 
     check_table(table, candidates, response, path)
     table = table.reset_index(drop=True)
-    if len(table) < 3:
-        raise FitError(f"{path}: n = {len(table)} datasets; the regression needs at least 3")
+    if len(table) < MIN_DATASETS:
+        raise FitError(f"{path}: n = {len(table)} datasets; the regression needs at least {MIN_DATASETS}")
     kw = {"criterion": criterion, "p_enter": p_enter, "p_remove": p_remove, "max_vif": max_vif}
     chosen, steps = stepwise(table, candidates, response=response, **kw)
     rule = describe(table, chosen, max_vif, response)

@@ -11,12 +11,15 @@ sys.path.insert(
 )  # run from a clone without installing
 from instructmining import plan  # noqa: E402
 from instructmining.config import check_config  # noqa: E402
+from instructmining.errors import InstructMiningError  # noqa: E402
 
 # Schema first (types, unknown keys, defaults), then what a schema cannot say (cross-references,
-# sizes the sources cannot hold, indicator names): both stop the run before any job starts.
-check_config(
-    config, base=Path(workflow.basedir)
-)  # messages name the key, e.g. 'bins.kk'
+# sizes the sources cannot hold, indicator names, files, LoRA modules): both stop the run before
+# any job starts. The message names the key, e.g. 'bins.kk'; no traceback for a bad config.
+try:
+    check_config(config, base=Path(workflow.basedir))
+except InstructMiningError as exc:
+    sys.exit(f"instructmining: bad config: {exc}")
 validate(
     config, "../schemas/config.schema.yaml"
 )  # the conventional check; fills the same defaults
