@@ -325,9 +325,10 @@ def check_out_path(out: str) -> Path:
         raise InstructMiningError(f"--out {out}: use a .jsonl, .json or .parquet file name")
     if p.is_dir():
         raise InstructMiningError(f"--out {out}: is a directory; name a file inside it (e.g. {p / ('selected' + p.suffix)})")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InstructMiningError(f"--out {out}: folder {parent} does not exist; create it first (mkdir -p {parent})")
+    if not p.parent.is_dir():
+        # atomic_path would create it, but a missing folder is far more often a typo than a wish
+        raise InstructMiningError(f"--out {out}: folder {p.parent} does not exist; create it first "
+                                  f"(mkdir -p {p.parent})")
     return p
 
 
