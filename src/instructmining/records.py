@@ -1,5 +1,6 @@
 """Reading raw records from local files, pip packages and the hub, with errors that name the
-file and line (jsonl) or record (json) at fault."""
+file and line (jsonl) or record (json array, parquet, hub) at fault. Lines and records are both
+counted from 1, so a number in an error is the one an editor or `sed -n Np` shows."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def decode_utf8(raw: bytes, path: Path, line: int | None = None) -> str:
         if line is None:  # whole-file decode: turn the byte offset into a line number
             line = raw.count(b"\n", 0, exc.start) + 1
         bad = raw[exc.start : exc.start + 1].hex()
-        raise DataError(path, f"line {line}", None, f"not valid UTF-8 (byte 0x{bad})") from None
+        raise DataError(path, f"line {line}", None, f"not valid UTF-8 (byte 0x{bad}); re-save the file as UTF-8 "
+                        "(e.g. iconv -f latin1 -t utf-8)") from None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
@@ -40,7 +42,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
 
 
 def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
-    """Yield ("record i", record) from a JSON array file."""
+    """Yield ("record i", record) from a JSON array file (i from 1)."""
     text = decode_utf8(path.read_bytes(), path)
     try:
         data = json.loads(text)
@@ -48,7 +50,7 @@ def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
         raise DataError(path, f"line {exc.lineno}", None, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(data, list):
         raise DataError(path, None, None, f"expected a JSON array of records, got {type(data).__name__}")
-    for i, rec in enumerate(data):
+    for i, rec in enumerate(data, start=1):
         if not isinstance(rec, dict):
             raise DataError(path, f"record {i}", None, f"expected a JSON object, got {type(rec).__name__}")
         yield f"record {i}", rec
@@ -60,7 +62,7 @@ def read_json_stream(path: Path) -> Iterator[tuple[str, Record]]:
     text = decode_utf8(path.read_bytes(), path)
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
-    i = 0
+    i = 1
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
@@ -76,9 +78,15 @@ def read_json_stream(path: Path) -> Iterator[tuple[str, Record]]:
 
 
 def read_parquet(path: Path) -> Iterator[tuple[str, Record]]:
+    """Yield ("record i", record) per row (i from 1); nested columns stay lists/dicts."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for i, rec in enumerate(pq.read_table(path).to_pylist()):
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(path, None, None, f"not a readable parquet file ({exc})") from None
+    for i, rec in enumerate(table.to_pylist(), start=1):
         yield f"record {i}", rec
 
 
@@ -91,7 +99,7 @@ def read_hub(hub: str, config: str | None, split: str, revision: str | None) -> 
     except Exception as exc:  # datasets raises many types; the message must name the id
         raise DataError(f"hub:{hub}", None, None, f"cannot load hub dataset ({exc}); "
                         "on offline nodes run the `fetch` target first") from exc
-    for i, rec in enumerate(ds):
+    for i, rec in enumerate(ds, start=1):
         yield f"record {i}", dict(rec)
 
 
@@ -128,14 +136,17 @@ def iter_source(src: dict[str, Any], data_root: str | None) -> tuple[str, Iterat
             raise DataError(path, None, None, "file not found in the pip package (check the source's path)")
     else:
         path = data_file(src["path"], data_root)
-    fmt = src.get("format", "auto")
+    return str(path), read_file(path, src.get("format", "auto"))
+
+
+def read_file(path: Path, fmt: str = "auto") -> Iterator[tuple[str, Record]]:
+    """The records of a local file, by format (`auto`: by extension; anything that is neither
+    .parquet nor .jsonl is read as a JSON array). The one reader path of the pool and `select`."""
     suffix = path.suffix.lower()
     if fmt == "sharegpt":
-        reader = read_json_stream
-    elif fmt == "parquet" or suffix == ".parquet":
-        reader = read_parquet
-    elif fmt == "jsonl" or suffix == ".jsonl":
-        reader = read_jsonl
-    else:
-        reader = read_json_array
-    return str(path), reader(path)
+        return read_json_stream(path)
+    if fmt == "parquet" or suffix == ".parquet":
+        return read_parquet(path)
+    if fmt == "jsonl" or suffix == ".jsonl":
+        return read_jsonl(path)
+    return read_json_array(path)

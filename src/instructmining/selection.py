@@ -12,6 +12,9 @@ import argparse
 import json
 import math
 import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,19 +35,26 @@ def load_rule(spec: str) -> dict[str, Any]:
     """A rule from a rule.json path or a shipped name; checked to be usable for ranking."""
     path = Path(spec)
     if path.is_file():
-        text, where = path.read_text(encoding="utf-8"), str(path)
+        raw, where = path.read_bytes(), str(path)
     elif spec in shipped_rules():
-        text = resources.files("instructmining").joinpath("rules", f"{spec}.json").read_text(encoding="utf-8")
+        raw = resources.files("instructmining").joinpath("rules", f"{spec}.json").read_bytes()
         where = f"shipped rule {spec}"
     else:
         raise InstructMiningError(f"rule {spec!r}: neither a file nor a shipped rule {shipped_rules()}")
     try:
-        rule = json.loads(text)
+        rule = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(where, None, None, f"not valid UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise DataError(where, None, None, f"not JSON: {exc}") from exc
+        raise DataError(where, f"line {exc.lineno}", None, f"not JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(rule, dict):
+        raise DataError(where, None, None, f"a rule is a JSON object with 'indicators' and 'coefficients', "
+                        f"got a {type(rule).__name__} (use the rule.json that fit-rule writes)")
     names, coef = rule.get("indicators"), rule.get("coefficients")
-    if not isinstance(names, list) or not isinstance(coef, dict):
-        raise DataError(where, None, "indicators", "a rule needs an indicators list and a coefficients object")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(where, None, "indicators", "a rule needs an indicators list of names")
+    if not isinstance(coef, dict):
+        raise DataError(where, None, "coefficients", "a rule needs a coefficients object {name: number}")
     if not names:
         # An intercept-only rule predicts the same loss for every sample: any "selection" would
         # be an arbitrary tie-break, so refuse rather than pretend.
@@ -52,8 +62,18 @@ def load_rule(spec: str) -> dict[str, Any]:
                         "(use a shipped rule such as paper-v1, or relax analysis.p_enter)")
     for term in ["intercept", *names]:
         value = coef.get(term)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise DataError(where, None, f"coefficients.{term}", f"must be a finite number, got {value!r}")
+        # bool is an int subclass: `true` must not pass as 1.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise DataError(where, None, f"coefficients.{term}", f"must be a finite number, got {json.dumps(value)}")
+    extra = sorted(set(coef) - {"intercept", *names})
+    if extra:
+        # A coefficient the prediction would silently ignore is almost always a typo or an edit
+        # that forgot the indicators list.
+        raise DataError(where, None, f"coefficients.{extra[0]}", f"not one of the rule's indicators {names}: "
+                        "add it to 'indicators' or remove the coefficient")
+    for key in ("models", "options"):
+        if not isinstance(rule.get(key, {}), dict):
+            raise DataError(where, None, key, f"must be a JSON object, got {type(rule[key]).__name__}")
     return rule
 
 
@@ -139,55 +159,144 @@ def pool_features(ids: list[str], names: list[str], scores_dir: str, embeddings:
     return frame
 
 
-def read_records(path: str) -> Any:
-    """A user dataset (.json list, .jsonl, .parquet) with instruction and output (input optional)."""
-    import pandas as pd
+USER_SUFFIXES = (".json", ".jsonl", ".parquet")
+# With --with-scores these columns are added to each selected row. The prefix keeps them apart
+# from the user's own columns (a user column named `reward` is data, not our score).
+SCORE_PREFIX = "im_score_"
+PREDICTION_COLUMN = "im_predicted_log_loss"
 
+
+@dataclass
+class UserData:
+    """A user file as read: `originals` are the records exactly as parsed (types, nesting and
+    missing keys untouched), written back as they are; `samples` is the normalized view
+    (instruction, input, output as the pool normalizes them) that is scored. Both are aligned."""
+
+    path: Path
+    originals: list[dict[str, Any]]
+    samples: list[dict[str, str]]
+    where: list[str]
+    schema: Any  # the parquet schema of a .parquet input (kept for the output), else None
+    stats: Counter
+    duplicate_example: str | None = None
+
+
+def check_data_path(path: str) -> Path:
+    """The --data file: it must exist and have a known extension (checked before anything is read)."""
     p = Path(path)
-    if p.suffix == ".parquet":
-        df = pd.read_parquet(p)
-    elif p.suffix in (".json", ".jsonl"):
-        text = p.read_text(encoding="utf-8")
-        if p.suffix == ".json":
-            try:
-                records = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(p, f"line {exc.lineno}", None, f"not JSON: {exc.msg}") from exc
-        else:
-            records = []
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(p, f"line {lineno}", None, f"not JSON: {exc.msg}") from exc
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise DataError(p, None, None, "expected a list of objects")
-        df = pd.DataFrame(records)
+    if not p.exists():
+        raise DataError(p, None, None, "file not found (check the --data path)")
+    if not p.is_file():
+        raise DataError(p, None, None, "is a directory, not a data file (pass a .json, .jsonl or .parquet file)")
+    if p.suffix.lower() not in USER_SUFFIXES:
+        raise DataError(p, None, None, f"unknown extension {p.suffix!r} (use {', '.join(USER_SUFFIXES)})")
+    return p
+
+
+def read_user_data(path: str, on_empty: str = "error") -> UserData:
+    """Read a .json (array) / .jsonl / .parquet file of {instruction, input?, output} records.
+
+    Each record is normalized by the pool's own rule (data.normalize_record: NFC, trimmed, a list
+    value means its first element). As in the pool, exact duplicates (same normalized
+    instruction + input + output) keep their first occurrence and are counted; a blank
+    instruction or output is an error naming the record unless on_empty == "skip" (counted)."""
+    from .data import normalize_record
+    from .records import read_file
+
+    p = check_data_path(path)
+    src = {"label": "user", "format": "auto", "on_empty": on_empty}
+    stats: Counter = Counter()
+    data = UserData(p, [], [], [], None, stats)
+    seen: dict[str, str] = {}
+    for where, rec in read_file(p):
+        stats["read"] += 1
+        sample = normalize_record(rec, src, str(p), where, "last_turn", stats, skip_hint="pass --on-empty skip")
+        if sample is None:
+            continue
+        if sample["id"] in seen:
+            stats["duplicates"] += 1
+            data.duplicate_example = data.duplicate_example or f"{where} repeats {seen[sample['id']]}"
+            continue
+        seen[sample["id"]] = where
+        data.originals.append(rec)
+        data.samples.append({k: sample[k] for k in ("instruction", "input", "output")})
+        data.where.append(where)
+    if p.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        data.schema = pq.read_schema(p)
+    return data
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for the non-JSON values a parquet file can hold (dates, decimals); others refuse."""
+    import datetime
+    import decimal
+
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"a {type(value).__name__} value has no JSON form")
+
+
+def _json_line(rec: dict[str, Any], path: Path, where: str) -> str:
+    try:
+        return json.dumps(rec, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:  # NaN/Infinity, bytes, ...: JSON cannot hold them
+        raise DataError(path, where, None, f"cannot be written as JSON ({exc}); write a .parquet --out instead") from None
+
+
+def _arrow_table(rows: list[dict[str, Any]], data: UserData, out: Path) -> Any:
+    """The rows as an arrow table: a parquet input's own schema (types and nesting kept), else
+    types inferred from the records (keys missing in a record become null in its row)."""
+    import pyarrow as pa
+
+    try:
+        if data.schema is not None:
+            return pa.Table.from_pylist(rows, schema=data.schema)
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(data.path, None, None, f"its records cannot be stored as one parquet table for {out} "
+                        f"({exc}); make each field's type the same in every record, or write a .jsonl --out") from None
+
+
+def check_writable(data: UserData, out: Path, score_columns: list[str]) -> None:
+    """Fail before scoring if the selected rows could not be written: a score column would
+    overwrite a user field, or a record has no JSON/parquet form."""
+    for rec, where in zip(data.originals, data.where, strict=True):
+        taken = [c for c in score_columns if c in rec]
+        if taken:
+            raise DataError(data.path, where, taken[0], "--with-scores would overwrite this user field "
+                            f"(scores go into {SCORE_PREFIX}<indicator> and {PREDICTION_COLUMN}); rename it")
+    if out.suffix == ".parquet":
+        _arrow_table(data.originals, data, out)
     else:
-        raise DataError(p, None, None, "unknown extension (use .json, .jsonl or .parquet)")
-    for field in ("instruction", "output"):
-        if field not in df.columns:
-            raise DataError(p, None, field, "missing column")
-        bad = df[field].map(lambda v: not isinstance(v, str))
-        if bad.any():
-            raise DataError(p, f"record {int(bad.idxmax())}", field, "must be a string")
-    if "input" not in df.columns:
-        df["input"] = ""
-    df["input"] = df["input"].fillna("")
-    return df
+        for rec, where in zip(data.originals, data.where, strict=True):
+            _json_line(rec, data.path, where)
 
 
-def write_records(df: Any, path: str) -> None:
-    """Write rows atomically: parquet for .parquet, else JSON lines (one object per row)."""
-    from .io import atomic_path, write_parquet
+def write_selected(rows: list[dict[str, Any]], data: UserData, out: Path, scores: dict[str, list[float]]) -> None:
+    """Write rows atomically as .parquet, .jsonl (one object per line) or .json (an array), each
+    row as the user had it, plus the score columns when `scores` is not empty."""
+    from .io import atomic_path
 
-    if str(path).endswith(".parquet"):
-        write_parquet(df, path)
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = _arrow_table(rows, data, out)
+        for name, values in scores.items():
+            table = table.append_column(name, pa.array(values, type=pa.float64()))
+        with atomic_path(out) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for rec in df.to_dict(orient="records"):
-            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+    lines = [_json_line({**rec, **{k: v[i] for k, v in scores.items()}}, data.path, "")
+             for i, rec in enumerate(rows)]
+    text = "".join(line + "\n" for line in lines) if out.suffix == ".jsonl" else \
+        "[\n" + ",\n".join(lines) + ("\n" if lines else "") + "]\n"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _cmd_select_dataset(args: argparse.Namespace) -> int:
@@ -209,22 +318,74 @@ def _cmd_select_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_select(args: argparse.Namespace) -> int:
-    from .indicators import score_frame
+def check_out_path(out: str) -> Path:
+    """The --out file: a known extension, not a directory, in a folder that exists."""
+    p = Path(out)
+    if p.suffix not in USER_SUFFIXES:
+        raise InstructMiningError(f"--out {out}: use a .jsonl, .json or .parquet file name")
+    if p.is_dir():
+        raise InstructMiningError(f"--out {out}: is a directory; name a file inside it (e.g. {p / ('selected' + p.suffix)})")
+    if not p.parent.is_dir():
+        # atomic_path would create it, but a missing folder is far more often a typo than a wish
+        raise InstructMiningError(f"--out {out}: folder {p.parent} does not exist; create it first "
+                                  f"(mkdir -p {p.parent})")
+    return p
 
-    if not args.out.endswith((".jsonl", ".parquet")):
-        raise InstructMiningError(f"--out {args.out}: use a .jsonl or .parquet file name")
+
+def _json_object(flag: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InstructMiningError(f"{flag}: not JSON ({exc.msg} at column {exc.colno}); pass a JSON object, "
+                                  'e.g. \'{"batch_size": 4}\'') from None
+    if not isinstance(value, dict):
+        raise InstructMiningError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from .indicators import score_frame, validate_names
+
+    # Cheap checks first: flags, rule and file are validated before any model is loaded.
+    if args.n < 1:
+        raise InstructMiningError(f"--n must be a positive number of records, got {args.n}")
+    out = check_out_path(args.out)
     rule = load_rule(args.rule)
-    df = read_records(args.data)
+    validate_names(rule["indicators"])
     # The rule's own scorers (paper-v1: the paper's hub models), overridden per key by --models.
-    models = {**rule.get("models", {}), **json.loads(args.models)}
-    options = {**rule.get("options", {}), **json.loads(args.options)}
-    feats = score_frame(df, rule["indicators"], models, options)
-    pred = predict(rule, feats.reset_index(drop=True), key="__none__")
-    out = df.reset_index(drop=True)
+    models = {**rule.get("models", {}), **_json_object("--models", args.models)}
+    options = {**rule.get("options", {}), **_json_object("--options", args.options)}
+    data = read_user_data(args.data, args.on_empty)
+    st = data.stats
+    usable = len(data.samples)
+    counts = (f"{st['read']} records read, {st['duplicates']} exact duplicates dropped"
+              + (f" (e.g. {data.duplicate_example}; the first is kept)" if data.duplicate_example else "")
+              + f", {st['skipped_empty']} with a blank instruction or output skipped")
+    if args.n > usable:
+        raise InstructMiningError(f"--n {args.n} is more than the {usable} usable records in {data.path} "
+                                  f"({counts}); lower --n")
+    for name in rule["indicators"]:
+        if (m := KNN_RE.match(name)) and usable <= int(m.group(1)):
+            raise InstructMiningError(f"the rule's {name} needs at least {int(m.group(1)) + 1} records; "
+                                      f"{data.path} has {usable} usable ({counts})")
+    score_columns = [SCORE_PREFIX + nm for nm in rule["indicators"]] + [PREDICTION_COLUMN]
+    check_writable(data, out, score_columns if args.with_scores else [])
+
+    import pandas as pd
+
+    # Records are labelled by where they are in the file, so a scorer error names "line 7".
+    frame = pd.DataFrame(data.samples, columns=["instruction", "input", "output"]).assign(id=data.where)
+    feats = score_frame(frame, rule["indicators"], models, options).reset_index(drop=True)
+    pred = predict(rule, feats, key="id")
+    chosen = top_n(pd.DataFrame({"row": range(usable)}), pred, args.n, tiebreak=None)["row"]
+    rows = sorted(int(r) for r in chosen)  # the user's own row order
+    scores = {}
     if args.with_scores:
-        out = out.assign(**{nm: feats[nm].to_numpy() for nm in rule["indicators"]}, predicted_log_loss=pred)
-    write_records(top_n(out, pred, args.n, tiebreak=None), args.out)
+        scores = {SCORE_PREFIX + nm: feats[nm].to_numpy()[rows].tolist() for nm in rule["indicators"]}
+        scores[PREDICTION_COLUMN] = [float(pred[r]) for r in rows]
+    write_selected([data.originals[r] for r in rows], data, out, scores)
+    print(f"instructmining select: {data.path}: {counts}; {usable} scored; {len(rows)} selected -> {out}",
+          file=sys.stderr)
     return 0
 
 
@@ -242,13 +403,25 @@ def register(sub: Any) -> None:
     p.add_argument("--embeddings", default=None, help="pool embeddings .npy (for knn indicators)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_select_dataset)
-    p = sub.add_parser("select", help="apply a rule to a user dataset and keep the best n rows")
+    p = sub.add_parser(
+        "select", help="apply a rule to a user dataset and keep the best n rows",
+        description="Score every record of a user file with a rule and write the n records with the lowest "
+        "predicted log loss. Records are written exactly as read (same keys, types, nesting; in file order). "
+        "Records are normalized as the pool is (NFC, trimmed); exact duplicates (same normalized instruction, "
+        "input and output) keep the first and are counted; a blank instruction or output is an error unless "
+        "--on-empty skip. A summary line with the counts goes to stderr.")
     p.add_argument("--rule", required=True, help=f"rule.json path or shipped name ({', '.join(shipped_rules())})")
-    p.add_argument("--data", required=True, help=".json/.jsonl/.parquet with instruction, input, output")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--out", required=True, help=".jsonl or .parquet (by extension)")
+    p.add_argument("--data", required=True, help=".json (array)/.jsonl/.parquet records with instruction, output "
+                   "and optional input (strings)")
+    p.add_argument("--n", type=int, required=True, help="how many records to keep (at most the usable records)")
+    p.add_argument("--out", required=True, help=".jsonl, .json or .parquet (by extension); the folder must exist")
     p.add_argument("--models", default="{}",
                    help='JSON {"base"|"reward"|"embedding"|"unieval": model spec}; overrides the rule\'s own models')
     p.add_argument("--options", default="{}", help="JSON: scorer options (batch_size, max_length, ...)")
-    p.add_argument("--with-scores", action="store_true", help="add indicator columns and predicted_log_loss")
+    p.add_argument("--on-empty", choices=["error", "skip"], default="error",
+                   help="a record whose instruction or output is blank: stop with an error naming it "
+                   "(default), or skip it and count it")
+    p.add_argument("--with-scores", action="store_true",
+                   help=f"add {SCORE_PREFIX}<indicator> per rule indicator and {PREDICTION_COLUMN} to each row "
+                   "(an error if a record already has such a field)")
     p.set_defaults(func=_cmd_select)
