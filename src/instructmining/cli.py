@@ -32,6 +32,7 @@ STAGE_MODULES = [
     "instructmining.selection",
     "instructmining.search",
     "instructmining.fetch",
+    "instructmining.estimate",
 ]
 
 EPILOG = """examples:
