@@ -58,7 +58,7 @@ def test_qlora_4bit_trains_reloads_and_changes_eval_loss(setup, capsys):
     assert "method ran: QLoRA 4-bit" in err
     adapter = setup["root"] / "q4" / "adapter"
     metrics = json.loads((adapter / "train_metrics.json").read_text())
-    assert metrics["steps"] == 8 and metrics["tokens_per_second"] > 0 and metrics["method"] == "qlora"
+    assert metrics["steps"] == 8 and metrics["real_tokens_per_second"] > 0 and metrics["method"] == "qlora"
     assert metrics["loss_history"][-1] < metrics["loss_history"][0]
     lora_b = [v for k, v in adapter_tensors(adapter).items() if "lora_B" in k]
     assert lora_b and all(float(v.abs().max()) > 0 for v in lora_b)  # B starts at zero: it trained
@@ -175,3 +175,58 @@ def test_config_dataclass_mirrors_the_schema(repo):
     src = (repo / "src/instructmining/finetune.py").read_text()
     for name in fields:  # each field carries a docstring line right below it
         assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"[^\n]+\"\"\"", src), name
+
+
+def test_length_grouped_batches_cover_each_epoch_once_replay_and_pad_less():
+    import random
+
+    from instructmining.finetune import epoch_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 500) for _ in range(1000)]
+    grouped = epoch_batches(lengths, 8, seed=3, epoch=1)
+    assert sorted(i for b in grouped for i in b) == list(range(1000))  # each example once
+    assert grouped == epoch_batches(lengths, 8, seed=3, epoch=1)  # replayed on resume
+    assert grouped != epoch_batches(lengths, 8, seed=3, epoch=2)
+    rand = epoch_batches(lengths, 8, seed=3, epoch=1, grouped=False)
+    assert len(rand) == len(grouped) == 125
+
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    assert padded(grouped) / sum(lengths) < 1.05 < 1.4 < padded(rand) / sum(lengths)
+
+
+def test_per_example_losses_in_grouped_batches_equal_unpadded(setup):
+    """The response-only, token-weighted loss of each example is the same alone (no padding) and
+    inside a length-grouped padded batch."""
+    import torch
+
+    from instructmining.basemodel import load_model
+    from instructmining.finetune import add_lora, epoch_batches, read_dataset
+    from instructmining.prompts import collate, token_nll
+
+    cfg = FinetuneConfig.from_dict({**BASE_CFG, "method": "lora", "lora_dropout": 0.0, "max_length": 2000})
+    tok, model = load_model(json.loads(setup["model"]), "lora", 4, "float32")
+    model = add_lora(model, cfg).eval()
+    examples = read_dataset(setup["data"], tok, cfg)
+    lengths = [len(e.input_ids) for e in examples]
+    assert len(set(lengths)) > 4  # the batches really are padded
+    with torch.no_grad():
+        alone = [token_nll(model, collate([e], tok.pad_token_id)) for e in examples]
+        for idx in epoch_batches(lengths, 4, seed=1, epoch=0):
+            per_ex, ntok = token_nll(model, collate([examples[i] for i in idx], tok.pad_token_id))
+            for j, i in enumerate(idx):
+                assert int(ntok[j]) == int(alone[i][1][0]) == examples[i].num_response_tokens
+                torch.testing.assert_close(per_ex[j], alone[i][0][0], rtol=1e-4, atol=1e-4)
+
+
+def test_train_metrics_report_real_and_padded_throughput(setup):
+    cfg = {**BASE_CFG, "epochs": 1, "save_steps": 100, "method": "lora", "gradient_checkpointing": True}
+    assert main(finetune(setup, "speed", cfg)) == 0
+    m = json.loads((setup["root"] / "speed" / "adapter" / "train_metrics.json").read_text())
+    assert m["timing_warmup_steps"] == 2 and m["timed_steps"] == m["steps"] - 2 == 2
+    assert m["padded_tokens_per_second"] >= m["real_tokens_per_second"] > 0
+    assert m["padded_tokens_this_run"] >= m["real_tokens_this_run"] > 0 and m["padding_waste"] >= 1
+    assert 0 < m["achieved_flops_per_second"] and m["matmul_peak_flops_per_second"] > 0
+    assert m["peak_memory_bytes"] > 0 and m["device"] == "cpu" and m["gradient_checkpointing"] is True

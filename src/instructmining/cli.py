@@ -33,6 +33,7 @@ STAGE_MODULES = [
     "instructmining.search",
     "instructmining.fetch",
     "instructmining.resume",
+    "instructmining.estimate",
 ]
 
 EPILOG = """examples:

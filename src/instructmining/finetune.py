@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from .io import LOG, atomic_dir, stable_hash, write_json
 from .plan import finetune_seed
 
 ADAPTER_META = "finetune_config.json"  # beside the adapter: how it was trained (eval reloads alike)
+# Optimizer steps of each run left out of the timed window (allocator growth, kernel selection).
+TIMING_WARMUP_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class FinetuneConfig:
     """Prompt template name (prompts.TEMPLATES)."""
     save_steps: int = 50
     """Checkpoint every N optimizer steps (the resume point after a kill)."""
+    batching: str = "length_grouped"
+    """length_grouped = seeded shuffle, then similar lengths batched together (little padding); random."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in backward (less memory, ~30 % slower); null = on with a GPU only."""
     seed: int = 1
     """Base training seed; the dataset's seed is plan.finetune_seed(dataset, seed)."""
 
@@ -75,6 +80,8 @@ class FinetuneConfig:
             raise ConfigError("finetune.method", f"{cfg.method!r} is not qlora or lora")
         if cfg.bits not in (4, 8):
             raise ConfigError("finetune.bits", f"{cfg.bits!r} is not 4 or 8")
+        if cfg.batching not in ("length_grouped", "random"):
+            raise ConfigError("finetune.batching", f"{cfg.batching!r} is not length_grouped or random")
         return cfg
 
 
@@ -99,13 +106,33 @@ def read_dataset(path: Path, tok: Any, cfg: FinetuneConfig) -> list[Any]:
     return out
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """Shuffled batches of example indices; each epoch's order depends only on (seed, epoch), so a
-    resumed run replays exactly the batches an uninterrupted run would see."""
+# Examples per length-sorted group, in batches: transformers' group_by_length uses 50. Larger
+# groups pad less but mix lengths less randomly across batches.
+GROUP_BATCHES = 50
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
+                  grouped: bool = True) -> list[list[int]]:
+    """Batches of example indices for one epoch; the order depends only on (seed, epoch, lengths),
+    so a resumed run replays exactly the batches an uninterrupted run would see.
+
+    Random: a seeded permutation cut into batches. Length-grouped: the same permutation cut into
+    groups of GROUP_BATCHES batches, each group sorted by length (longest first; ties keep the
+    seeded order) and cut into batches, then the batches shuffled with the same generator. Every
+    batch is padded only to its own longest example, so little compute goes to padding, and no
+    example is mixed with another (per-example losses are those of the unpadded examples)."""
     import torch
 
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    if not grouped:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    group = batch_size * GROUP_BATCHES
+    batches = []
+    for g in range(0, len(order), group):
+        chunk = sorted(order[g : g + group], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def last_checkpoint(ckpt_dir: Path, fingerprint: str) -> Path | None:
@@ -146,17 +173,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .basemodel import load_model
     from .prompts import collate, token_nll
+    from .speed import Throughput, lora_step_flops, matmul_peak_flops, peak_memory_bytes, reset_peak_memory
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(seed)
     # --- 2 load model -------------------------------------------------------------------
     tok, model = load_model(spec, cfg.method, cfg.bits, cfg.compute_dtype)
-    if cfg.method == "qlora":
-        # Gradient checkpointing saves GPU memory on 7B models; on CPU it only costs time.
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=torch.cuda.is_available())
-    lora = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                           target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-    model = peft.get_peft_model(model, lora)
+    model = add_lora(model, cfg)
     LOG.info("method ran: %s; trainable parameters: %d", f"QLoRA {cfg.bits}-bit"
              if cfg.method == "qlora" else "LoRA (full-precision base)",
              sum(p.numel() for p in model.parameters() if p.requires_grad))
@@ -190,12 +213,19 @@ def run(args: argparse.Namespace) -> int:
         LOG.info("no checkpoint in %s: training from step 0/%d", ckpt_dir, total_steps)
     # --- 5 train ------------------------------------------------------------------------
     model.train()
-    tokens, t0 = 0, time.perf_counter()
+    base_config = model.get_base_model().config
+    device = str(model.get_base_model().lm_head.weight.device)
+    peak_flops = matmul_peak_flops(device, cfg.compute_dtype)  # once per job: the ceiling
+    reset_peak_memory(device)
+    meter = Throughput(device, TIMING_WARMUP_STEPS)
     micro = step * cfg.grad_accum
+    lengths = [len(e.input_ids) for e in examples]
     batches = [b for ep in range(math.ceil(cfg.epochs)) for b in
-               epoch_batches(len(examples), cfg.batch_size, seed, ep)][:total_micro]
+               epoch_batches(lengths, cfg.batch_size, seed, ep, cfg.batching == "length_grouped")]
+    batches = batches[:total_micro]
     while step < total_steps:
         window = batches[micro : micro + cfg.grad_accum]
+        meter.begin()
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for idx in window:
@@ -204,12 +234,15 @@ def run(args: argparse.Namespace) -> int:
             loss = per_ex.sum() / ntok.sum().clamp(min=1)  # token-weighted within the batch
             (loss / len(window)).backward()
             loss_sum += loss.item() / len(window)
-            tokens += int(batch["attention_mask"].sum())
+            rows = [lengths[i] for i in idx]
+            meter.add(sum(rows), batch["input_ids"].numel(),
+                      lora_step_flops(base_config, rows, sum(examples[i].num_response_tokens for i in idx)))
         if not math.isfinite(loss_sum):
             raise InstructMiningError(f"{dataset}: training loss is {loss_sum} at step {step + 1}")
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        meter.end_step()
         step, micro = step + 1, micro + len(window)
         history.append(round(loss_sum, 6))
         if step % cfg.save_steps == 0 or step == total_steps:
@@ -217,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
                             peft.get_peft_model_state_dict)
         if step % 10 == 0 or step == total_steps:
             LOG.info("step %d/%d loss %.4f", step, total_steps, loss_sum)
-    elapsed = time.perf_counter() - t0
+    speed = meter.summary(peak_flops)
+    speed["peak_memory_bytes"] = peak_memory_bytes(device)
     # --- 6 save -------------------------------------------------------------------------
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
@@ -227,12 +261,46 @@ def run(args: argparse.Namespace) -> int:
                     else None, "examples": len(examples), "steps": total_steps,
                     "resumed_from_step": state["step"] if ckpt is not None else 0,
                     "final_loss": history[-1] if history else None, "loss_history": history,
-                    "train_tokens_this_run": tokens, "train_seconds_this_run": round(elapsed, 3),
-                    "tokens_per_second": round(tokens / elapsed, 1) if elapsed > 0 else None},
+                    "gradient_checkpointing": use_gradient_checkpointing(cfg), **speed},
                    tmp / "train_metrics.json")
-    LOG.info("wrote %s (%d tokens in %.1f s, %.0f tokens/s)", out, tokens, elapsed,
-             tokens / elapsed if elapsed > 0 else float("nan"))
+    LOG.info("wrote %s: %s real tokens/s (%s padded) after %d warm-up steps, padding waste %s, "
+             "%s of the measured matmul peak, peak memory %.2f GiB", out, speed["real_tokens_per_second"],
+             speed["padded_tokens_per_second"], TIMING_WARMUP_STEPS, speed["padding_waste"],
+             speed["fraction_of_matmul_peak"], speed["peak_memory_bytes"] / 2**30)
     return 0
+
+
+def use_gradient_checkpointing(cfg: FinetuneConfig) -> bool:
+    """The config's choice; unset: on with a GPU (a 7B model's activations need the memory), off on
+    CPU (where it only costs the recompute time)."""
+    if cfg.gradient_checkpointing is not None:
+        return cfg.gradient_checkpointing
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
+    """The base model (frozen, quantized or not) wrapped with trainable LoRA adapters.
+
+    Not peft.prepare_model_for_kbit_training: it upcasts every non-quantized weight (embeddings,
+    norms, lm_head) to float32, so all activations then run in float32 — 1.4-2.9x slower on an
+    H200 and the 8-bit out-of-memory at 4 x 2048 (/work/shared/NOTES.md, issue #15). What needs
+    float32 for stability has it without that: LlamaRMSNorm normalizes in float32 internally,
+    prompts.token_nll takes the log-softmax of float32 logits, and peft keeps the LoRA weights in
+    float32 (autocast_adapter_dtype) so small AdamW updates are not rounded away in bfloat16."""
+    import peft
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if use_gradient_checkpointing(cfg):
+        # Non-reentrant checkpointing back-propagates into LoRA weights even though the frozen
+        # embeddings' output does not require grad (the reentrant variant needed input grads).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    lora = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                           target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    return peft.get_peft_model(model, lora)
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, sched: Any, fingerprint: str,
