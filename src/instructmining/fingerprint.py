@@ -125,5 +125,10 @@ def model_fingerprint(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def fingerprint_id(spec: dict[str, Any]) -> str:
-    """A short printable id of model_fingerprint(spec) (for log lines and metadata)."""
-    return stable_hash(model_fingerprint(spec))[:16]
+    """A short printable id of a model's content (log lines, checkpoint keys, metadata). A local
+    folder's id ignores where it lies (a copied base model keeps its finetunes); a hub model's id
+    includes the repo id, since an uncached model falls back to a revision name like "main"."""
+    ident = model_fingerprint(spec)
+    if spec.get("path") or spec.get("package"):
+        ident.pop("model")
+    return stable_hash(ident)[:16]
