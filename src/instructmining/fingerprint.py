@@ -19,6 +19,7 @@ assumption). Module level imports the standard library only (Snakefile parsing s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -84,6 +85,7 @@ def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
                         "files": [[name, size, digest] for name, (size, _, digest) in sorted(files.items())]})
 
 
+@functools.cache
 def _package_version(package: str) -> str | None:
     from importlib import metadata
 
@@ -93,6 +95,15 @@ def _package_version(package: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def spec_stamp(spec: dict[str, Any] | None) -> str:
+    """What Snakemake can see of a model at DAG time without hashing anything (a rule param, so a
+    change reruns the job): the installed version of a pip-package model. A workflow-built folder
+    is a rule input instead (its mtime triggers), and a hub model's revision is in the spec."""
+    if not spec or spec.get("path") or not spec.get("package"):
+        return ""
+    return f"{spec['package']}=={_package_version(spec['package'])}"
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:
