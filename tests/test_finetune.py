@@ -230,3 +230,49 @@ def test_train_metrics_report_real_and_padded_throughput(setup):
     assert m["padded_tokens_this_run"] >= m["real_tokens_this_run"] > 0 and m["padding_waste"] >= 1
     assert 0 < m["achieved_flops_per_second"] and m["matmul_peak_flops_per_second"] > 0
     assert m["peak_memory_bytes"] > 0 and m["device"] == "cpu" and m["gradient_checkpointing"] is True
+
+
+def test_changed_base_at_same_path_retrains_from_step_0(setup, tmp_path, capsys):
+    """Issue #10: a retrained base (same path) must not resume the old checkpoints, and an adapter
+    of the old base must not be evaluated on the new one."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(json.loads(setup["model"])["path"], base)
+    cfg = {**BASE_CFG, "epochs": 1, "save_steps": 1}
+    argv = finetune(setup, "rebased", cfg)
+    argv[argv.index("--model") + 1] = json.dumps({"path": str(base)})
+    assert main(argv) == 0
+    capsys.readouterr()
+    adapter = setup["root"] / "rebased" / "adapter"
+    old = adapter_tensors(adapter)
+    old_fp = json.loads((adapter / "train_metrics.json").read_text())["base_model_fingerprint"]
+    ev = ["eval-loss", "--eval", str(setup["eval"]), "--adapter", str(adapter), "--out", str(tmp_path / "l.json")]
+    assert main(ev) == 0
+    old_loss = json.loads((tmp_path / "l.json").read_text())
+
+    # "Retrain" the base in place: same path, same file names, other weights.
+    weights = base / "model.safetensors"
+    state = load_file(str(weights))
+    torch.manual_seed(7)
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in state.items()}, str(weights),
+              metadata={"format": "pt"})
+    assert main(ev) == 2  # old adapter + new base: refused, not a silently wrong loss
+    err = capsys.readouterr().err
+    assert f"trained on base model fingerprint {old_fp}" in err and "rerun its finetune" in err
+
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"base model changed: fingerprint {old_fp[:12]} != (?!{old_fp[:12]})\w{{12}}", err), err
+    assert "training from step 0/" in err and "resumed from checkpoint" not in err
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 0 and metrics["base_model_fingerprint"] != old_fp
+    new = adapter_tensors(adapter)
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+    assert main(ev) == 0
+    new_loss = json.loads((tmp_path / "l.json").read_text())
+    assert new_loss["base_model_fingerprint"] == metrics["base_model_fingerprint"]
+    assert new_loss["loss"] != old_loss["loss"]

@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError, InstructMiningError
-from .io import LOG, provenance, write_json
+from .io import LOG, provenance, read_parquet, write_json
 
 EVAL_COLUMNS = ("eval_id", "instruction", "input", "reference")
 
 
 def read_eval(path: Path) -> Any:
     """D_eval rows (one per reference), checked for the columns and empty references."""
-    import pandas as pd
-
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     for col in EVAL_COLUMNS:
         if col not in df.columns:
             raise DataError(path, None, col, "missing column")
@@ -120,8 +118,18 @@ def run(args: argparse.Namespace) -> int:
     before_torch_import(args.threads)
     df = read_eval(Path(args.eval))
     from .basemodel import load_model
+    from .fingerprint import fingerprint_id
 
     tok, model = load_model(spec, method if adapter else "lora", bits, dtype)
+    base_fp = fingerprint_id(spec)
+    trained_on = meta.get("base_model_fingerprint")
+    if adapter is not None and trained_on != base_fp:
+        # The base changed under the adapter (retrained at the same path): the loss would describe
+        # a model nobody trained. Refuse instead of writing a plausible wrong number.
+        raise InstructMiningError(
+            f"{adapter}: adapter was trained on base model fingerprint {trained_on or 'unknown (older trainer)'}, "
+            f"but {spec} now has fingerprint {base_fp}: rerun its finetune (delete {adapter}, or "
+            "`snakemake --forcerun finetune`)")
     if adapter is not None:
         from peft import PeftModel
 
@@ -133,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     weights = adapter / "adapter_model.safetensors" if adapter else None
     res.update({
         "dataset": args.dataset or (adapter.parent.name if adapter else None),
-        "base_model": spec, "method": method if adapter else "base",
+        "base_model": spec, "base_model_fingerprint": base_fp, "method": method if adapter else "base",
         "adapter": str(adapter) if adapter else None,
         "adapter_sha256": sha256_file(weights) if weights and weights.is_file() else None,
         "provenance": provenance(seed=meta.get("seed"), config={"eval_loss": cfg, "finetune": ft}),

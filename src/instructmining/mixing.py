@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InstructMiningError
-from .io import derive_seed, write_parquet, write_tsv
+from .io import derive_seed, read_parquet, write_parquet, write_tsv
 from .plan import dataset_kind
 
 LOG = logging.getLogger("instructmining.mixing")
@@ -121,7 +121,7 @@ def _write(rows: Any, name: str, outdir: str, meta: dict) -> None:
 def _cmd_make_mixtures(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    pool = pd.read_parquet(args.pool)
+    pool = read_parquet(args.pool)
     sources = json.loads(args.sources) or sorted(pool.loc[pool["role"] == "train", "source"].unique())
     made = make_mixtures(pool, sources, args.n, args.size, args.seed, args.shortfall)
     manifest = [meta for _, _, meta in made]  # every mixture is drawn before any file is written
@@ -141,7 +141,7 @@ def _cmd_make_mixtures(args: argparse.Namespace) -> int:
 def _cmd_make_bins(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    made = make_bins(pd.read_parquet(args.pool), pd.read_parquet(args.scores), args.indicator, args.k,
+    made = make_bins(read_parquet(args.pool), read_parquet(args.scores), args.indicator, args.k,
                      args.size, args.seed)
     for name, rows, meta in made:
         _write(rows, name, args.outdir, meta)
@@ -156,7 +156,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(args.datasets):
         name = Path(path).stem
-        df = pd.read_parquet(path, columns=["source"])
+        df = read_parquet(path, columns=["source"])
         meta = pq.read_schema(path).metadata or {}
         row = {"dataset": name, "kind": dataset_kind(name), "size": len(df),
                "seed": int(meta.get(b"instructmining.seed", b"-1"))}

@@ -115,7 +115,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores_dir, args.embeddings)
     ranked = top_n(pool, predict(rule, feats), len(pool))
     n_max = min(args.n_max or len(pool), len(pool))
+    from .fingerprint import fingerprint_id
+
+    # The base model's content, not its spec: a retrained base must not reuse cached trial losses.
     key = {"rule": rule["coefficients"], "pool": sorted(pool["id"]), "model": args.model,
+           "model_fingerprint": fingerprint_id(json.loads(args.model)),
            "finetune": args.finetune_config, "eval": args.eval_config, "seed": args.seed}
     objective = finetune_objective(ranked, Path(args.workdir), args.model, args.finetune_config,
                                    args.eval_config, args.eval, args.seed, args.threads, key)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .io import read_parquet
 from .plan import dataset_kind
 
 FIXED = ["dataset", "kind", "loss", "log_loss"]
@@ -44,7 +45,7 @@ def collect(loss_files: list[str], indicator_files: list[str]) -> Any:
                         f"indicators only: {only_i})")
     rows, columns = [], None
     for name in sorted(losses):
-        frame = pd.read_parquet(inds[name])
+        frame = read_parquet(inds[name])
         if len(frame) != 1 or "dataset" not in frame.columns:
             raise DataError(inds[name], None, "dataset", f"expected one row with a dataset column, got {len(frame)} rows")
         if frame["dataset"].iloc[0] != name:

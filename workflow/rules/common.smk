@@ -60,6 +60,13 @@ def data_path(rel):
     return str(p if p.is_absolute() else Path(config["data_root"]) / p)
 
 
+def model_stamp(spec):
+    """A pip-package model's installed version (params: an upgrade reruns its jobs; cheap, no hashing)."""
+    from instructmining.fingerprint import spec_stamp
+
+    return spec_stamp(spec)
+
+
 def workflow_model_dir(spec):
     """The folder of a model the workflow builds itself (under results/), else [] (hub/package)."""
     path = (spec or {}).get("path")
@@ -286,6 +293,11 @@ def base_model_config(wildcards):
     return as_json(config["base_model"])
 
 
+def base_model_stamp(wildcards):
+    """The base model's package version (see model_stamp); finetunes rerun when it changes."""
+    return model_stamp(config["base_model"]["model"])
+
+
 def base_model_spec(wildcards):
     """--model: the base model's location (schema definitions.model) as JSON."""
     return as_json(config["base_model"]["model"])
@@ -394,6 +406,12 @@ def score_model_json(wildcards):
     info = _indicator_info(wildcards.indicator)
     role = info.model if info.level == "sample" else None
     return as_json(indicator_model_spec(role) if role else None)
+
+
+def score_model_stamp(wildcards):
+    """The scorer model's package version (see model_stamp)."""
+    info = _indicator_info(wildcards.indicator)
+    return model_stamp(indicator_model_spec(info.model)) if info.model else ""
 
 
 def score_model_role(wildcards):

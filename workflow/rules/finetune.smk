@@ -47,6 +47,7 @@ rule finetune:
         runtime=scaled_runtime(60),
     params:
         model=base_model_spec,  # where the base model is (path / hub id + revision)
+        model_stamp=base_model_stamp,  # a package model's version: an upgrade reruns the finetunes
         cfg=finetune_config,  # the finetune: block (QLoRA, LoRA, optimizer, template, save_steps)
         checkpoints=lambda wildcards: f"results/finetune/{wildcards.dataset}/checkpoints",
     shell:

@@ -22,6 +22,7 @@ rule train_reward_model:
     params:
         training=as_json(config["indicators"]["reward_training"]),
         encoder=as_json(config["indicators"].get("embedding_model")),
+        encoder_stamp=model_stamp(config["indicators"].get("embedding_model")),
         data_root=data_root_flag(),
         seed=config["seed"],
     shell:
@@ -51,6 +52,7 @@ rule score_pool:
         runtime=scaled_runtime(60),
     params:
         model=score_model_json,
+        model_stamp=score_model_stamp,  # a package model's version: an upgrade reruns the scores
         role=score_model_role,
         version=indicator_version,
         embeddings=score_embedding_flag,
@@ -116,6 +118,7 @@ rule embed_pool:
         runtime=scaled_runtime(60),
     params:
         model=as_json(config["indicators"].get("embedding_model")),
+        model_stamp=model_stamp(config["indicators"].get("embedding_model")),
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["knn_model_max_length"],
     shell:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InstructMiningError, ScorerError
+from ..io import read_parquet
 from . import registry
 from .base import check_columns
 
@@ -43,7 +44,7 @@ def sample_level_scores(ids: list[str], names: list[str], scores_dir: str | Path
         path = Path(scores_dir) / f"{name}.parquet"
         if not path.exists():
             raise InstructMiningError(f"score file {path} does not exist (run the score_pool rule for {name!r})")
-        scores = pd.read_parquet(path, columns=["id", "score"]).set_index("id")["score"]
+        scores = read_parquet(path, columns=["id", "score"]).set_index("id")["score"]
         col = out["id"].map(scores)
         if col.isna().any():
             missing = out["id"][col.isna()].iloc[0]

@@ -23,9 +23,9 @@ def _json(text: str) -> Any:
 
 
 def _read_pool(path: str) -> Any:
-    import pandas as pd
+    from ..io import read_parquet
 
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     missing = {"id", "instruction", "input", "output"} - set(df.columns)
     if missing:
         raise InstructMiningError(f"{path}: missing column(s) {sorted(missing)}")
@@ -108,15 +108,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from ..io import write_parquet
+    from ..io import read_parquet, write_parquet
     from .cache import consolidate
 
+    frames = [read_parquet(p) for p in args.shards]  # a damaged shard: an error naming it
     metas = {pq.read_schema(p).metadata.get(b"scorer_key", b"").decode(): pq.read_schema(p).metadata for p in args.shards}
     if len(metas) != 1:
         raise InstructMiningError(f"shards of {args.indicator} come from different scorers: {sorted(metas)}")
     key, meta = next(iter(metas.items()))
     identity = json.loads(meta[b"scorer_identity"])
-    scores = pd.concat([pd.read_parquet(p) for p in args.shards]).sort_values("id", kind="stable")
+    scores = pd.concat(frames).sort_values("id", kind="stable")
     pool_ids = set(_read_pool(args.pool)["id"])
     if set(scores["id"]) != pool_ids or scores["id"].duplicated().any():
         raise InstructMiningError(f"shards of {args.indicator} do not cover the pool exactly once "
@@ -150,18 +151,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    import pandas as pd
 
-    from ..io import write_parquet
+    from ..io import read_parquet, write_parquet
     from .aggregate import dataset_row
 
-    df = pd.read_parquet(args.dataset, columns=["id"])
+    df = read_parquet(args.dataset, columns=["id"])
     emb = ids = None
     if args.embeddings:
         import numpy as np
 
         emb = np.load(args.embeddings)
-        ids = pd.read_parquet(args.embedding_ids)["id"].astype(str).tolist()
+        ids = read_parquet(args.embedding_ids)["id"].astype(str).tolist()
     name = args.name or Path(args.dataset).stem
     row = dataset_row(name, df, args.names, args.scores_dir, emb, ids)
     write_parquet(row, args.out)
