@@ -40,9 +40,11 @@ def test_weight_change_changes_fingerprint_mtime_does_not(folder, memo):
     assert folder_fingerprint(folder) != before
 
 
-def test_added_or_renamed_file_changes_it_hidden_files_do_not(folder, memo):
+def test_added_or_renamed_file_changes_it_hidden_and_provenance_files_do_not(folder, memo):
     before = folder_fingerprint(folder)
     (folder / ".model.safetensors.tmp").write_bytes(b"half-written")  # atomic-write temporary
+    assert folder_fingerprint(folder) == before
+    (folder / "pretrain_metrics.json").write_text('{"seconds": 12.3}')  # how it was made, not what it is
     assert folder_fingerprint(folder) == before
     (folder / "sub" / "tokenizer.json").rename(folder / "sub" / "tok.json")
     assert folder_fingerprint(folder) != before

@@ -29,7 +29,11 @@ from typing import Any
 from .io import LOG, atomic_path, stable_hash
 
 # Bump when what a fingerprint covers changes: every fingerprint (and every key built on one) changes.
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
+# Files that record how a model was made (wall times, held-out accuracy), not what it computes: two
+# builds with identical weights differ in them, and a fingerprint that covered them would make every
+# fresh run's keys (and the loss JSONs that record them) differ for nothing.
+PROVENANCE_FILES = frozenset({"pretrain_metrics.json", "metrics.json", "train_metrics.json"})
 
 
 def _memo_path(folder: Path) -> Path:
@@ -54,8 +58,8 @@ def _load_memo(path: Path) -> dict[str, list[Any]]:
 
 def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
     """sha256 over the relative names, sizes and content digests of a folder's files (hidden files
-    and folders, e.g. atomic-write temporaries, are skipped). Digests are reused from the memo when
-    a file's (size, mtime_ns) is unchanged."""
+    and folders, e.g. atomic-write temporaries, and PROVENANCE_FILES are skipped). Digests are
+    reused from the memo when a file's (size, mtime_ns) is unchanged."""
     root = Path(folder).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"model folder {root} does not exist")
@@ -65,7 +69,7 @@ def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
     hashed = 0
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+        if any(part.startswith(".") for part in rel.parts) or rel.name in PROVENANCE_FILES or not path.is_file():
             continue
         st = path.stat()
         old = memo.get(str(rel))
