@@ -105,13 +105,19 @@ def package_path(package: str, rel: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / rel
 
 
-def data_file(rel: str, data_root: str | None) -> Path:
-    """A local data file named in config: relative to data_root unless absolute; must exist."""
+def local_path(rel: str, data_root: str | None) -> Path:
+    """Where a local data file named in config lies: relative to data_root unless absolute."""
     path = Path(rel)
-    if not path.is_absolute():
-        if not data_root:
-            raise DataError(path, None, None, "relative path but data_root is not set")
-        path = Path(data_root) / path
+    if path.is_absolute():
+        return path
+    if not data_root:
+        raise DataError(path, None, None, "relative path but data_root is not set")
+    return Path(data_root) / path
+
+
+def data_file(rel: str, data_root: str | None) -> Path:
+    """A local data file named in config (see local_path); must exist."""
+    path = local_path(rel, data_root)
     if not path.is_file():
         raise DataError(path, None, None, "file not found (check data_root and the configured path)")
     return path

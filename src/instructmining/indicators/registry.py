@@ -101,6 +101,11 @@ def family(name: str) -> str:
     return "knn<i>" if KNN_RE.match(name) else name
 
 
+def name_pattern(key: str) -> str:
+    """A regex matching the names of a registry key (`knn<i>` -> every knn<i> name KNN_RE takes)."""
+    return "knn[1-9][0-9]*" if key == "knn<i>" else re.escape(key)
+
+
 def known_names() -> list[str]:
     """Every registry key (including the `knn<i>` family), sorted."""
     return sorted(set(LAZY) | set(_REGISTRY))
