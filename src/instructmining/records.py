@@ -97,12 +97,9 @@ def read_hub(hub: str, config: str | None, split: str, revision: str | None) -> 
 
 def package_path(package: str, rel: str) -> Path:
     """A file inside an installed pip package (found without importing it)."""
-    import importlib.util
+    from .model_spec import package_dir
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"package:{package}", None, None, "pip package is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / rel
+    return package_dir(package) / rel
 
 
 def local_path(rel: str, data_root: str | None) -> Path:

@@ -8,9 +8,9 @@ from typing import Any
 
 from ..errors import InstructMiningError, ScorerError
 from . import registry
-from .base import check_columns
+from .base import BATCH_SIZE, MAX_LENGTH, check_columns
 
-DEFAULT_OPTIONS = {"batch_size": 8, "max_length": 512, "knn_model_max_length": 256, "device": "cpu"}
+DEFAULT_OPTIONS = {"batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "knn_model_max_length": 256, "device": "cpu"}
 
 
 def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> Any:

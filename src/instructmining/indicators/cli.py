@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InstructMiningError
+from .base import BATCH_SIZE, MAX_LENGTH
 
 LOG = logging.getLogger("instructmining.indicators")
 
@@ -186,8 +187,8 @@ def cmd_reward_metrics(args: argparse.Namespace) -> int:
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=8, help="model batch (CPU default chosen by benchmark)")
-    p.add_argument("--max-length", type=int, default=512, help="max tokens per scored text")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="model batch (CPU default chosen by benchmark)")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="max tokens per scored text")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda when available, else cpu), cpu, cuda")
 
