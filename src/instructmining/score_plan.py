@@ -95,8 +95,8 @@ def score_job(config: dict[str, Any], indicator: str) -> ScoreJob:
     info = registry.info(indicator)
     spec = model_spec(config, info.model) if info.model and info.level == "sample" else None
     return ScoreJob(indicator=indicator, level=info.level, role=info.model, spec=spec,
-                    model_dirs=workflow_model_dirs(spec), version=info.version, neural=info.sharded,
-                    shards=config["indicators"]["shards"] if info.sharded else 1)
+                    model_dirs=workflow_model_dirs(spec), version=info.version, neural=info.neural,
+                    shards=config["indicators"]["shards"] if info.neural else 1)
 
 
 def score_jobs(config: dict[str, Any]) -> dict[str, ScoreJob]:
@@ -115,7 +115,7 @@ def scorer_pattern(rule: str) -> str:
     """Wildcard regex of the indicator names whose score files `rule` writes (any registry name,
     configured or not: the three score rules split the names between them)."""
     return "|".join(registry.name_pattern(i.name) for i in registry.all_infos()
-                    if score_rule(i.level, i.sharded) == rule)
+                    if score_rule(i.level, i.neural) == rule)
 
 
 def quality_rule_models(config: dict[str, Any]) -> dict[str, Any]:

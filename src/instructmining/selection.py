@@ -21,8 +21,8 @@ POOL_COLUMNS = ["id", "source", "role", "instruction", "input", "output"]
 
 
 def shipped_rules() -> list[str]:
-    """Names of the rules shipped as package data (src/instructmining/rules/*.json)."""
-    return sorted(p.name[:-5] for p in resources.files("instructmining").joinpath("rules").iterdir()
+    """Names of the rules shipped as package data (src/instructmining/quality_rules/*.json)."""
+    return sorted(p.name[:-5] for p in resources.files("instructmining").joinpath("quality_rules").iterdir()
                   if p.name.endswith(".json"))
 
 
@@ -32,7 +32,7 @@ def load_rule(spec: str) -> dict[str, Any]:
     if path.is_file():
         text, where = path.read_text(encoding="utf-8"), str(path)
     elif spec in shipped_rules():
-        text = resources.files("instructmining").joinpath("rules", f"{spec}.json").read_text(encoding="utf-8")
+        text = resources.files("instructmining").joinpath("quality_rules", f"{spec}.json").read_text(encoding="utf-8")
         where = f"shipped rule {spec}"
     else:
         raise InstructMiningError(f"rule {spec!r}: neither a file nor a shipped rule {shipped_rules()}")
