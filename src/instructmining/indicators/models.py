@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ScorerError
+from ..errors import InstructMiningError, ScorerError
 from ..model_spec import package_dir  # noqa: F401  (tests and scorers import it from here)
 from ..model_spec import resolve_model as _resolve
 
@@ -34,8 +34,13 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_model(spec: dict[str, Any]) -> str:
-    """A hub id or a local folder for the spec (see model_spec.resolve_model)."""
-    return _resolve(check_spec(spec))[0]
+    """A hub id or a local folder for the spec (see model_spec.resolve_model); a scorer's missing
+    model is a ScorerError."""
+    check_spec(spec)
+    try:
+        return _resolve(spec)[0]
+    except InstructMiningError as exc:
+        raise ScorerError(str(exc)) from None
 
 
 def _file_digest(path: Path) -> str:
