@@ -77,7 +77,9 @@ def selection_inputs(wildcards):
 
 def selection_rule(wildcards):
     """--rule: rule.json or a shipped rule's name; nothing for random subsets."""
-    return plan.quality_rule(config) if wildcards.get("method", "rule") == "rule" else ""
+    return (
+        plan.quality_rule(config) if wildcards.get("method", "rule") == "rule" else ""
+    )
 
 
 # --- finetune ---
