@@ -129,7 +129,8 @@ def test_truncated_parquet_input_is_a_clear_error_naming_it(ft, tmp_path, capsys
         argv[argv.index("--checkpoints") + 1] = str(tmp_path / "ckpt")
         argv[argv.index("--out") + 1] = str(tmp_path / "adapter")
     elif command == "dataset-indicators":
-        argv = [command, "--dataset", str(bad), "--names", '["output_length"]', "--out", str(tmp_path / "i.parquet")]
+        argv = [command, "--data", str(bad), "--name", "input", "--names", '["output_length"]',
+                "--out", str(tmp_path / "i.parquet")]
     else:
         argv = [command, "--eval", str(bad), "--model", ft["argv"][ft["argv"].index("--model") + 1],
                 "--out", str(tmp_path / "l.json")]
