@@ -328,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
              speed["fraction_of_matmul_peak"], speed["peak_memory_bytes"] / 2**30)
     # --- 7 eval loss --------------------------------------------------------------------
     if eval_df is not None:
+        opt.zero_grad(set_to_none=True)  # free the last step's gradients before scoring
         write_json(loss_record(model, tok, eval_df, eval_cfg, meta, spec, base_fp, out, dataset, args.threads,
                                peak_flops), args.loss)
         LOG.info("wrote %s", args.loss)
