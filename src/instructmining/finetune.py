@@ -5,7 +5,11 @@ importing Trainer costs seconds per job on CPU and the demo runs ~30 of them; th
 Trainer gives that matters here: seeded data order, response-only loss, checkpoints every
 `save_steps` with optimizer/scheduler/RNG state, and exact resume.
 
-Phases: 1 resolve arguments · 2 load model · 3 data · 4 resume · 5 train · 6 save."""
+With --eval/--loss the job then scores D_eval with the model still in memory (evaluate.loss_record,
+the code path of `eval-loss`): one base-model load per dataset instead of two. A rerun for a
+changed eval setting resumes from the final checkpoint, trains 0 steps and only re-evaluates.
+
+Phases: 1 resolve arguments · 2 load model · 3 data · 4 resume · 5 train · 6 save · 7 eval loss."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DataError, InstructMiningError
+from .evaluate import eval_settings, loss_record, read_eval
 from .fingerprint import fingerprint_id
 from .io import LOG, atomic_dir, read_parquet, stable_hash, write_json
 from .plan import finetune_seed
@@ -203,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
     data, out, ckpt_dir = Path(args.data), Path(args.out), Path(args.checkpoints)
     dataset = args.dataset or data.stem
     seed = finetune_seed(dataset, cfg.seed)
+    if (args.eval is None) != (args.loss is None):
+        raise InstructMiningError("finetune: give --eval and --loss together (or neither)")
+    eval_cfg = json.loads(args.eval_config)
+    eval_settings(eval_cfg)  # an unknown key fails now, not after the training
     LOG.info("resolved arguments: %s", json.dumps({
         "dataset": dataset, "data": str(data), "out": str(out), "checkpoints": str(ckpt_dir),
-        "model": spec, "seed": seed, "threads": args.threads, "config": dataclasses.asdict(cfg)},
-        sort_keys=True))
+        "model": spec, "seed": seed, "threads": args.threads, "config": dataclasses.asdict(cfg),
+        "eval": args.eval, "eval_config": eval_cfg, "loss": args.loss}, sort_keys=True))
     from .basemodel import before_torch_import
 
     before_torch_import(args.threads)
@@ -230,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
              sum(p.numel() for p in model.parameters() if p.requires_grad))
     # --- 3 data -------------------------------------------------------------------------
     examples = read_dataset(data, tok, cfg)
+    eval_df = read_eval(Path(args.eval)) if args.eval else None  # a bad D_eval fails before training
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_micro = math.ceil(cfg.epochs * per_epoch)
     total_steps = math.ceil(total_micro / cfg.grad_accum)
@@ -301,10 +311,10 @@ def run(args: argparse.Namespace) -> int:
     speed = meter.summary(peak_flops)
     speed["peak_memory_bytes"] = peak_memory_bytes(device)
     # --- 6 save -------------------------------------------------------------------------
+    meta = {"dataset": dataset, "seed": seed, "model": spec, "base_model_fingerprint": base_fp,
+            "trainer_version": TRAINER_VERSION, "config": dataclasses.asdict(cfg)}
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
-        meta = {"dataset": dataset, "seed": seed, "model": spec, "base_model_fingerprint": base_fp,
-                "trainer_version": TRAINER_VERSION, "config": dataclasses.asdict(cfg)}
         (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         write_json({"dataset": dataset, "base_model_fingerprint": base_fp, "method": cfg.method, "bits": cfg.bits if cfg.method == "qlora"
                     else None, "examples": len(examples), "steps": total_steps,
@@ -316,6 +326,12 @@ def run(args: argparse.Namespace) -> int:
              "%s of the measured matmul peak, peak memory %.2f GiB", out, speed["real_tokens_per_second"],
              speed["padded_tokens_per_second"], TIMING_WARMUP_STEPS, speed["padding_waste"],
              speed["fraction_of_matmul_peak"], speed["peak_memory_bytes"] / 2**30)
+    # --- 7 eval loss --------------------------------------------------------------------
+    if eval_df is not None:
+        opt.zero_grad(set_to_none=True)  # free the last step's gradients before scoring
+        write_json(loss_record(model, tok, eval_df, eval_cfg, meta, spec, base_fp, out, dataset, args.threads,
+                               peak_flops), args.loss)
+        LOG.info("wrote %s", args.loss)
     return 0
 
 
@@ -345,7 +361,9 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
     if use_gradient_checkpointing(cfg):
         # Non-reentrant checkpointing back-propagates into LoRA weights even though the frozen
         # embeddings' output does not require grad (the reentrant variant needed input grads).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.x: gradient_checkpointing_enable is a deprecated alias of this call (same
+        # default: every layer checkpointed, activations kept on the device).
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     lora = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
@@ -387,5 +405,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="adapter folder (written atomically)")
     p.add_argument("--checkpoints", required=True, help="checkpoint folder (kept across reruns)")
     p.add_argument("--dataset", default=None, help="dataset name for the seed (default: data file stem)")
+    p.add_argument("--eval", default=None, help="results/eval/eval.parquet: score it after training")
+    p.add_argument("--eval-config", default="{}", help="the eval_loss: config block as JSON")
+    p.add_argument("--loss", default=None, help="results/loss/{dataset}.json (with --eval)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=run)
