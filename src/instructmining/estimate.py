@@ -108,7 +108,7 @@ def encoded_lengths(rows: list[dict[str, Any]], text_key: str, tok: Any, max_len
 def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[str, Any] | None,
              train_tps: float | None, eval_tps: float | None) -> str:
     """The report: per rule and in total, tokens and GPU-hours."""
-    from . import plan
+    from . import dataset_names, plan
 
     ft, ev = config.get("finetune", {}), config.get("eval_loss", {})
     method, bits, epochs = ft.get("method", "qlora"), ft.get("bits", 8), ft.get("epochs", 3)
@@ -140,9 +140,9 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
     datasets = plan.all_datasets(config)
     train_tokens = 0.0
     for name in datasets:
-        kind = plan.dataset_kind(name)
+        kind = dataset_names.kind(name)
         if kind == "selection":
-            train_tokens += int(plan.SEL_RE.match(name).group(2)) * unseen_mean * epochs  # n rows
+            train_tokens += dataset_names.parse_selection(name)[1] * unseen_mean * epochs  # n rows
         else:
             size, mean = rows_of[kind]
             train_tokens += size * mean * epochs
