@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, InstructMiningError
+from .errors import DataError, InstructMiningError, check_keys
 from .io import LOG, provenance, read_parquet, write_json
 
 EVAL_COLUMNS = ("eval_id", "instruction", "input", "reference")
@@ -62,10 +62,7 @@ class EvalLossConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalLossConfig:
         """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise InstructMiningError(f"config key 'eval_loss.{unknown[0]}': unknown key")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "eval_loss")
         return cls(**{k: int(v) for k, v in d.items()})
 
 

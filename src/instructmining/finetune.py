@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError, InstructMiningError
+from .errors import ConfigError, DataError, InstructMiningError, check_keys
 from .evaluate import EvalJob, EvalLossConfig, loss_record, read_eval
 from .fingerprint import fingerprint_id
 from .io import LOG, atomic_dir, read_parquet, stable_hash, write_json
@@ -77,10 +77,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:
         """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"finetune.{unknown[0]}", f"unknown key (known: {sorted(names)})")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "finetune")
         cfg = cls(**d)
         if cfg.method not in ("qlora", "lora"):
             raise ConfigError("finetune.method", f"{cfg.method!r} is not qlora or lora")

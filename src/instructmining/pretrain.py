@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_keys
 from .io import LOG, atomic_dir
 from .model_spec import package_dir
 
@@ -64,10 +64,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
         """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"base_model.pretrain.{unknown[0]}", f"unknown key (known: {sorted(names)})")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "base_model.pretrain")
         return cls(**d)
 
 def _norm(text: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, InstructMiningError
+from ..errors import DataError, InstructMiningError, check_keys
 
 LOG = logging.getLogger("instructmining.indicators")
 EVAL_DATASETS = {"selfinstruct", "vicuna"}
@@ -163,10 +163,7 @@ class RewardTrainingConfig:
     @classmethod
     def from_dict(cls, block: dict[str, Any]) -> RewardTrainingConfig:
         """Build from the config block; an unknown key fails (no silent misspellings)."""
-        known = {f.name for f in fields(cls)}
-        extra = set(block) - known
-        if extra:
-            raise InstructMiningError(f"indicators.reward_training: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
+        check_keys(block, [f.name for f in fields(cls)], "indicators.reward_training")
         return cls(**{**block, "outputs": tuple(block.get("outputs", ()))})
 
 
