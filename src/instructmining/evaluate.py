@@ -7,7 +7,7 @@ loss = sum of token NLLs / number of reference tokens, over all references of al
 
 In the workflow the finetune job scores D_eval itself with the model it just trained
 (finetune.finetune -> loss_record), which saves the second base-model load per dataset (issue #15: a
-7B load is ~20-43 s on an H200); this command scores a saved adapter (search.py, users, checks)
+7B load is ~20-43 s on an H200); this command (evaluate_adapter) scores a saved adapter (users, checks)
 through the same loss_record, so both give the same losses."""
 
 from __future__ import annotations
