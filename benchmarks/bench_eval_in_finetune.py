@@ -52,14 +52,14 @@ def main() -> None:
         shutil.rmtree(tmp / side, ignore_errors=True)  # no checkpoint to resume: both sides train
         return ["finetune", "--data", f"results/datasets/{args.dataset}.parquet",
                 "--model", json.dumps(cfg["base_model"]["model"]), "--config", json.dumps(cfg["finetune"]),
-                "--dataset", args.dataset, "--out", str(tmp / side / "adapter"),
+                "--name", args.dataset, "--out", str(tmp / side / "adapter"),
                 "--checkpoints", str(tmp / side / "checkpoints")]
 
     two, one = [], []
     for rep in range(args.repeats):
         ft = timed(finetune("two"))
         el = timed(["eval-loss", "--eval", eval_path, "--adapter", str(tmp / "two" / "adapter"), "--config", ev,
-                    "--dataset", args.dataset, "--out", str(tmp / "two" / "loss.json")])
+                    "--name", args.dataset, "--out", str(tmp / "two" / "loss.json")])
         two.append((ft[0] + el[0], ft[1] + el[1]))
         one.append(timed([*finetune("one"), "--eval", eval_path, "--eval-config", ev,
                           "--loss", str(tmp / "one" / "loss.json")]))

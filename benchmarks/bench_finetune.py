@@ -104,7 +104,7 @@ def run_project(args: argparse.Namespace, model_dir: Path, data: Path, work: Pat
     out = run_dir / "adapter"
     argv = ["finetune", "--data", str(data), "--model", json.dumps({"path": str(model_dir)}),
             "--config", json.dumps(ft), "--out", str(out), "--checkpoints", str(run_dir / "checkpoints"),
-            "--dataset", "bench", "--threads", str(args.threads)]
+            "--name", "bench", "--threads", str(args.threads)]
     assert main(argv) == 0
     return json.loads((out / "train_metrics.json").read_text())
 

@@ -35,7 +35,7 @@ def finetune(setup, name: str, cfg: dict, dataset: str = "mix-000") -> list[str]
     """The CLI argv of one finetune into root/name/{adapter,checkpoints}."""
     d = setup["root"] / name
     return ["finetune", "--data", str(setup["data"]), "--model", setup["model"], "--config", json.dumps(cfg),
-            "--dataset", dataset, "--out", str(d / "adapter"), "--checkpoints", str(d / "checkpoints")]
+            "--name", dataset, "--out", str(d / "adapter"), "--checkpoints", str(d / "checkpoints")]
 
 
 def adapter_tensors(folder: Path) -> dict:
@@ -160,23 +160,6 @@ def test_missing_base_model_is_a_clear_error(setup, tmp_path, capsys):
     assert "absent: no config.json" in capsys.readouterr().err
 
 
-def test_config_dataclass_mirrors_the_schema(repo):
-    import dataclasses
-
-    import yaml
-
-    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
-    props = schema["properties"]["finetune"]["properties"]
-    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-    assert set(fields) == set(props)
-    defaults = FinetuneConfig()
-    for name, spec in props.items():
-        assert getattr(defaults, name) == spec["default"], name
-    src = (repo / "src/instructmining/finetune.py").read_text()
-    for name in fields:  # each field carries a docstring line right below it
-        assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"[^\n]+\"\"\"", src), name
-
-
 def test_length_grouped_batches_cover_each_epoch_once_replay_and_pad_less():
     import random
 
@@ -287,7 +270,7 @@ def with_eval(setup, argv: list[str], name: str, eval_cfg: dict) -> list[str]:
 def standalone_loss(setup, name: str, eval_cfg: dict, out: Path) -> dict:
     """`instructmining eval-loss` of root/name/adapter: a fresh process state, the base reloaded."""
     assert main(["eval-loss", "--eval", str(setup["eval"]), "--adapter", str(setup["root"] / name / "adapter"),
-                 "--config", json.dumps(eval_cfg), "--dataset", "mix-000", "--out", str(out)]) == 0
+                 "--config", json.dumps(eval_cfg), "--name", "mix-000", "--out", str(out)]) == 0
     return json.loads(out.read_text())
 
 

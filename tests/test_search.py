@@ -38,8 +38,15 @@ def test_search_degenerate_range():
 
 
 @pytest.mark.slow
-def test_search_size_cli_runs_real_trials(tmp_path):
+def test_search_size_cli_runs_real_trials(tmp_path, monkeypatch):
     from tiny_models import alpaca_rows, tiny_base, write_eval
+
+    import instructmining.basemodel
+
+    loads = []
+    real_load = instructmining.basemodel.load_model
+    monkeypatch.setattr(instructmining.basemodel, "load_model",
+                        lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
 
     rows = alpaca_rows(40)
     pool = pd.DataFrame([{"id": f"s{i:03d}", "source": "dolly", "role": "unseen", "instruction": r["instruction"],
@@ -65,6 +72,12 @@ def test_search_size_cli_runs_real_trials(tmp_path):
     assert [t["n"] for t in result["trials"]] == [8, 13]
     assert all(np.isfinite(t["loss"]) and t["loss"] > 0 for t in result["trials"])
     assert result["best"]["n"] in (8, 13)
+    # Each trial's eval loss is scored in its finetune job: one base-model load per trial.
+    assert len(loads) == 2
+    records = [json.loads(f.read_text()) for f in sorted((tmp_path / "work").glob("*/loss.json"))]
+    assert sorted(r["dataset"] for r in records) == ["sel-rule-13-1", "sel-rule-8-1"]
+    assert all(r["adapter"].endswith("/adapter") and r["adapter_sha256"] for r in records)
     # A rerun finds every trial's loss in the cache and gives the same answer.
     assert main(argv) == 0
     assert json.loads((tmp_path / "search.json").read_text())["trials"] == result["trials"]
+    assert len(loads) == 2  # the cached trials load nothing

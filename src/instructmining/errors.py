@@ -3,6 +3,8 @@ file, record/line and field at fault; the CLI prints it and exits 2 (no tracebac
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InstructMiningError(Exception):
     """A failure the user can fix (bad input, bad config, missing model). Exit code 2."""
@@ -28,6 +30,14 @@ class ConfigError(InstructMiningError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config key {key!r}: {problem}")
         self.key = key
+
+
+def check_keys(block: dict[str, Any], known: list[str], where: str) -> None:
+    """A typed config block's from_dict guard: an unknown key in `block` (the config slice at
+    `where`, e.g. "finetune") is a ConfigError naming it, never silently ignored."""
+    unknown = sorted(set(block) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", f"unknown key (known: {sorted(known)})")
 
 
 class ScorerError(InstructMiningError):

@@ -6,20 +6,22 @@ the base model + the dataset's adapter. Token-weighted means every reference tok
 loss = sum of token NLLs / number of reference tokens, over all references of all instructions.
 
 In the workflow the finetune job scores D_eval itself with the model it just trained
-(finetune.run -> loss_record), which saves the second base-model load per dataset (issue #15: a
-7B load is ~20-43 s on an H200); this command scores a saved adapter (search.py, users, checks)
+(finetune.finetune -> loss_record), which saves the second base-model load per dataset (issue #15: a
+7B load is ~20-43 s on an H200); this command (evaluate_adapter) scores a saved adapter (users, checks)
 through the same loss_record, so both give the same losses."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, InstructMiningError
+from .errors import DataError, InstructMiningError, check_keys
 from .io import LOG, provenance, read_parquet, write_json
 
 EVAL_COLUMNS = ("eval_id", "instruction", "input", "reference")
@@ -48,15 +50,33 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-EVAL_CONFIG_KEYS = ("batch_size", "max_length")
+@dataclass(frozen=True)
+class EvalLossConfig:
+    """The `eval_loss:` config block (workflow/schemas/config.schema.yaml), one field per key."""
+
+    batch_size: int = 8
+    """Eval batch (references per forward pass, length-sorted)."""
+    max_length: int = 512
+    """Max tokens per prompt + reference."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalLossConfig:
+        """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "eval_loss")
+        return cls(**{k: int(v) for k, v in d.items()})
 
 
-def eval_settings(cfg: dict[str, Any]) -> tuple[int, int]:
-    """(batch_size, max_length) of the eval_loss: block; an unknown key is an error naming it."""
-    unknown = sorted(set(cfg) - set(EVAL_CONFIG_KEYS))
-    if unknown:
-        raise InstructMiningError(f"config key 'eval_loss.{unknown[0]}': unknown key")
-    return int(cfg.get("batch_size", 8)), int(cfg.get("max_length", 512))
+@dataclass(frozen=True)
+class EvalJob:
+    """Score D_eval after training (finetune's in-job eval): the eval rows, settings, and where the
+    results/loss/{dataset}.json record goes."""
+
+    data: Path
+    """results/eval/eval.parquet."""
+    out: Path
+    """results/loss/{dataset}.json."""
+    cfg: EvalLossConfig = EvalLossConfig()
+    """The eval_loss: block."""
 
 
 def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max_length: int,
@@ -119,17 +139,16 @@ def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max
     }
 
 
-def loss_record(model: Any, tok: Any, df: Any, cfg: dict[str, Any], meta: dict[str, Any],
+def loss_record(model: Any, tok: Any, df: Any, cfg: EvalLossConfig, meta: dict[str, Any],
                 spec: dict[str, Any], base_fp: str, adapter: Path | None, dataset: str | None,
                 threads: int = 1, peak_flops: float | None = None) -> dict[str, Any]:
     """The results/loss/{dataset}.json record of `model` (base + adapter, already loaded): the
     loss of eval_loss plus what it measured. The one path of both `finetune` (its model still in
     memory) and `eval-loss` (reloaded from `adapter`). `meta`: the adapter's ADAPTER_META ({} for
     the bare base model); `adapter`: the saved adapter folder the loss belongs to."""
-    batch_size, max_length = eval_settings(cfg)
     ft = meta.get("config", {})
-    res = eval_loss(model, tok, df, ft.get("prompt_template", "alpaca"), batch_size, max_length, threads,
-                    peak_flops)
+    res = eval_loss(model, tok, df, ft.get("prompt_template", "alpaca"), cfg.batch_size, cfg.max_length,
+                    threads, peak_flops)
     LOG.info("loss %.4f over %d tokens (%d refs, %d instructions), %s real tokens/s, peak memory %.2f GiB",
              res["loss"], res["num_tokens"], res["num_references"], res["num_instructions"],
              res["speed"]["real_tokens_per_second"], res["speed"]["peak_memory_bytes"] / 2**30)
@@ -140,40 +159,45 @@ def loss_record(model: Any, tok: Any, df: Any, cfg: dict[str, Any], meta: dict[s
         "method": ft.get("method", "lora") if adapter else "base",
         "adapter": str(adapter) if adapter else None,
         "adapter_sha256": sha256_file(weights) if weights and weights.is_file() else None,
-        "provenance": provenance(seed=meta.get("seed"), config={"eval_loss": cfg, "finetune": ft}),
+        "provenance": provenance(seed=meta.get("seed"), config={"eval_loss": dataclasses.asdict(cfg), "finetune": ft}),
     })
     return res
 
 
-def run(args: argparse.Namespace) -> int:
-    """Score D_eval under base model (+ adapter) and write results/loss/{dataset}.json."""
-    cfg = json.loads(args.config)
-    batch_size, max_length = eval_settings(cfg)
+def evaluate_adapter(eval: Path, out: Path, cfg: EvalLossConfig, *, adapter: Path | None = None,
+                     model: dict[str, Any] | None = None, name: str | None = None,
+                     threads: int = 1) -> dict[str, Any]:
+    """Score D_eval (`eval`) under the base model + `adapter` (None: the bare base model) and write
+    the results/loss/{dataset}.json record to `out`; returns it.
+
+    `model`: the base model spec (default: the one the adapter was trained on); `name`: the
+    dataset name recorded (default: the adapter folder's parent's name). Refuses an adapter
+    trained on another base-model fingerprint."""
     meta: dict[str, Any] = {}
-    adapter = Path(args.adapter) if args.adapter else None
     if adapter is not None:
         from .finetune import ADAPTER_META
 
         if not (adapter / ADAPTER_META).is_file():
             raise DataError(adapter, None, None, f"no {ADAPTER_META}: not an instructmining adapter")
         meta = json.loads((adapter / ADAPTER_META).read_text())
-    spec = json.loads(args.model) if args.model else meta.get("model")
+    spec = model if model is not None else meta.get("model")
     if spec is None:
         raise InstructMiningError("eval-loss: give --model or --adapter")
     ft = meta.get("config", {})
     method, bits = ft.get("method", "lora"), ft.get("bits", 8)
     dtype, template = ft.get("compute_dtype", "float32"), ft.get("prompt_template", "alpaca")
-    LOG.info("resolved arguments: %s", json.dumps({"eval": args.eval, "adapter": args.adapter, "model": spec,
-             "method": method, "bits": bits, "compute_dtype": dtype, "template": template,
-             "batch_size": batch_size, "max_length": max_length, "out": args.out}, sort_keys=True))
+    LOG.info("resolved arguments: %s", json.dumps({
+        "eval": str(eval), "adapter": str(adapter) if adapter else None, "model": spec, "method": method,
+        "bits": bits, "compute_dtype": dtype, "template": template, "batch_size": cfg.batch_size,
+        "max_length": cfg.max_length, "out": str(out)}, sort_keys=True))
     from .basemodel import before_torch_import
 
-    before_torch_import(args.threads)
-    df = read_eval(Path(args.eval))
+    before_torch_import(threads)
+    df = read_eval(eval)
     from .basemodel import load_model
     from .fingerprint import fingerprint_id
 
-    tok, model = load_model(spec, method if adapter else "lora", bits, dtype)
+    tok, loaded = load_model(spec, method if adapter else "lora", bits, dtype)
     base_fp = fingerprint_id(spec)
     trained_on = meta.get("base_model_fingerprint")
     if adapter is not None and trained_on != base_fp:
@@ -186,9 +210,18 @@ def run(args: argparse.Namespace) -> int:
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
-    write_json(loss_record(model, tok, df, cfg, meta, spec, base_fp, adapter, args.dataset, args.threads),
-               args.out)
+        loaded = PeftModel.from_pretrained(loaded, str(adapter))
+    record = loss_record(loaded, tok, df, cfg, meta, spec, base_fp, adapter, name, threads)
+    write_json(record, out)
+    return record
+
+
+def _cmd_eval_loss(args: argparse.Namespace) -> int:
+    """`eval-loss`: parse the flags, then evaluate_adapter."""
+    evaluate_adapter(Path(args.eval), Path(args.out), EvalLossConfig.from_dict(json.loads(args.config)),
+                     adapter=Path(args.adapter) if args.adapter else None,
+                     model=json.loads(args.model) if args.model else None, name=args.name,
+                     threads=args.threads)
     return 0
 
 
@@ -201,6 +234,6 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default=None, help="base model spec as JSON (default: the adapter's)")
     p.add_argument("--config", default="{}", help="the eval_loss: config block as JSON")
     p.add_argument("--out", required=True, help="results/loss/{dataset}.json")
-    p.add_argument("--dataset", default=None, help="dataset name recorded in the result")
+    p.add_argument("--name", default=None, help="dataset name recorded in the result (default: the adapter's folder)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd_eval_loss)

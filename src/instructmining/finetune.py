@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError, InstructMiningError
-from .evaluate import eval_settings, loss_record, read_eval
+from .errors import ConfigError, DataError, InstructMiningError, check_keys
+from .evaluate import EvalJob, EvalLossConfig, loss_record, read_eval
 from .fingerprint import fingerprint_id
 from .io import LOG, atomic_dir, read_parquet, stable_hash, write_json
 from .plan import finetune_seed
@@ -77,10 +77,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:
         """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"finetune.{unknown[0]}", f"unknown key (known: {sorted(names)})")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "finetune")
         cfg = cls(**d)
         if cfg.method not in ("qlora", "lora"):
             raise ConfigError("finetune.method", f"{cfg.method!r} is not qlora or lora")
@@ -200,25 +197,26 @@ def last_checkpoint(ckpt_dir: Path, fingerprint: str, parts: dict[str, Any] | No
     return max(found)[1] if found else None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Finetune one dataset; write the adapter (+ metrics) atomically to args.out."""
+def finetune(data: Path, out: Path, checkpoints: Path, model: dict[str, Any], cfg: FinetuneConfig, *,
+             name: str | None = None, threads: int = 1, eval: EvalJob | None = None) -> dict[str, Any]:
+    """Finetune the base model `model` (a model spec) on the dataset file `data`; write the adapter
+    (+ train_metrics.json, finetune_config.json) atomically to `out`, checkpoints to `checkpoints`.
+
+    `name`: the dataset name, which seeds the training (plan.finetune_seed; default: data's stem).
+    `eval`: score D_eval with the trained model still in memory and write its loss record (one
+    base-model load for both). Returns the train metrics."""
     # --- 1 resolve arguments ------------------------------------------------------------
-    cfg = FinetuneConfig.from_dict(json.loads(args.config))
-    spec = json.loads(args.model)
-    data, out, ckpt_dir = Path(args.data), Path(args.out), Path(args.checkpoints)
-    dataset = args.dataset or data.stem
+    spec, ckpt_dir = model, checkpoints
+    dataset = name or data.stem
     seed = finetune_seed(dataset, cfg.seed)
-    if (args.eval is None) != (args.loss is None):
-        raise InstructMiningError("finetune: give --eval and --loss together (or neither)")
-    eval_cfg = json.loads(args.eval_config)
-    eval_settings(eval_cfg)  # an unknown key fails now, not after the training
     LOG.info("resolved arguments: %s", json.dumps({
         "dataset": dataset, "data": str(data), "out": str(out), "checkpoints": str(ckpt_dir),
-        "model": spec, "seed": seed, "threads": args.threads, "config": dataclasses.asdict(cfg),
-        "eval": args.eval, "eval_config": eval_cfg, "loss": args.loss}, sort_keys=True))
+        "model": spec, "seed": seed, "threads": threads, "config": dataclasses.asdict(cfg),
+        "eval": str(eval.data) if eval else None, "eval_config": dataclasses.asdict(eval.cfg) if eval else None,
+        "loss": str(eval.out) if eval else None}, sort_keys=True))
     from .basemodel import before_torch_import
 
-    before_torch_import(args.threads)
+    before_torch_import(threads)
     import peft
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -227,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     from .prompts import collate, token_nll
     from .speed import Throughput, lora_step_flops, matmul_peak_flops, peak_memory_bytes, reset_peak_memory
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     # --- 2 load model -------------------------------------------------------------------
     tok, model = load_model(spec, cfg.method, cfg.bits, cfg.compute_dtype)
@@ -239,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
              sum(p.numel() for p in model.parameters() if p.requires_grad))
     # --- 3 data -------------------------------------------------------------------------
     examples = read_dataset(data, tok, cfg)
-    eval_df = read_eval(Path(args.eval)) if args.eval else None  # a bad D_eval fails before training
+    eval_df = read_eval(eval.data) if eval else None  # a bad D_eval fails before training
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_micro = math.ceil(cfg.epochs * per_epoch)
     total_steps = math.ceil(total_micro / cfg.grad_accum)
@@ -311,27 +309,40 @@ def run(args: argparse.Namespace) -> int:
     speed = meter.summary(peak_flops)
     speed["peak_memory_bytes"] = peak_memory_bytes(device)
     # --- 6 save -------------------------------------------------------------------------
+    metrics = {"dataset": dataset, "base_model_fingerprint": base_fp, "method": cfg.method,
+               "bits": cfg.bits if cfg.method == "qlora" else None, "examples": len(examples),
+               "steps": total_steps, "resumed_from_step": state["step"] if ckpt is not None else 0,
+               "final_loss": history[-1] if history else None, "loss_history": history,
+               "gradient_checkpointing": use_gradient_checkpointing(cfg), **speed}
     meta = {"dataset": dataset, "seed": seed, "model": spec, "base_model_fingerprint": base_fp,
             "trainer_version": TRAINER_VERSION, "config": dataclasses.asdict(cfg)}
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
         (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        write_json({"dataset": dataset, "base_model_fingerprint": base_fp, "method": cfg.method, "bits": cfg.bits if cfg.method == "qlora"
-                    else None, "examples": len(examples), "steps": total_steps,
-                    "resumed_from_step": state["step"] if ckpt is not None else 0,
-                    "final_loss": history[-1] if history else None, "loss_history": history,
-                    "gradient_checkpointing": use_gradient_checkpointing(cfg), **speed},
-                   tmp / "train_metrics.json")
+        write_json(metrics, tmp / "train_metrics.json")
     LOG.info("wrote %s: %s real tokens/s (%s padded) after %d warm-up steps, padding waste %s, "
              "%s of the measured matmul peak, peak memory %.2f GiB", out, speed["real_tokens_per_second"],
              speed["padded_tokens_per_second"], TIMING_WARMUP_STEPS, speed["padding_waste"],
              speed["fraction_of_matmul_peak"], speed["peak_memory_bytes"] / 2**30)
     # --- 7 eval loss --------------------------------------------------------------------
-    if eval_df is not None:
+    if eval is not None:
         opt.zero_grad(set_to_none=True)  # free the last step's gradients before scoring
-        write_json(loss_record(model, tok, eval_df, eval_cfg, meta, spec, base_fp, out, dataset, args.threads,
-                               peak_flops), args.loss)
-        LOG.info("wrote %s", args.loss)
+        write_json(loss_record(model, tok, eval_df, eval.cfg, meta, spec, base_fp, out, dataset, threads,
+                               peak_flops), eval.out)
+        LOG.info("wrote %s", eval.out)
+    return metrics
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    """`finetune`: parse the flags, then finetune."""
+    if (args.eval is None) != (args.loss is None):
+        raise InstructMiningError("finetune: give --eval and --loss together (or neither)")
+    # Both configs are checked before anything loads: an unknown key fails now, not after training.
+    cfg = FinetuneConfig.from_dict(json.loads(args.config))
+    eval_cfg = EvalLossConfig.from_dict(json.loads(args.eval_config))
+    job = EvalJob(Path(args.eval), Path(args.loss), eval_cfg) if args.eval else None
+    finetune(Path(args.data), Path(args.out), Path(args.checkpoints), json.loads(args.model), cfg,
+             name=args.name, threads=args.threads, eval=job)
     return 0
 
 
@@ -404,9 +415,9 @@ def register(sub: Any) -> None:
     p.add_argument("--config", required=True, help="the finetune: config block as JSON")
     p.add_argument("--out", required=True, help="adapter folder (written atomically)")
     p.add_argument("--checkpoints", required=True, help="checkpoint folder (kept across reruns)")
-    p.add_argument("--dataset", default=None, help="dataset name for the seed (default: data file stem)")
+    p.add_argument("--name", default=None, help="dataset name, seeds the training (default: --data's file stem)")
     p.add_argument("--eval", default=None, help="results/eval/eval.parquet: score it after training")
     p.add_argument("--eval-config", default="{}", help="the eval_loss: config block as JSON")
     p.add_argument("--loss", default=None, help="results/loss/{dataset}.json (with --eval)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd_finetune)

@@ -13,14 +13,16 @@ Phases: 1 resolve arguments · 2 corpus · 3 tokenizer · 4 pretrain · 5 save."
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, check_keys
 from .io import LOG, atomic_dir
 from .model_spec import package_dir
 
@@ -32,10 +34,38 @@ ALPACA_CHAT_TEMPLATE = (
     "{{ m['content'] }}\n\n### Response:\n{% elif m['role'] == 'assistant' %}{{ m['content'] }}"
     "{{ eos_token }}{% endif %}{% endfor %}"
 )
-PRETRAIN_DEFAULTS = {"corpus": "sharegpt", "vocab_size": 4096, "hidden_size": 128, "layers": 4,
-                     "heads": 4, "seq_len": 256, "steps": 600, "batch_size": 16,
-                     "learning_rate": 0.003, "max_documents": None}
 
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The `base_model.pretrain:` config block (workflow/schemas/config.schema.yaml), one field per key."""
+
+    corpus: str = "sharegpt"
+    """Pretraining text (eval and pool instructions removed)."""
+    vocab_size: int = 4096
+    """BPE vocabulary."""
+    hidden_size: int = 128
+    """Model width."""
+    layers: int = 4
+    """Decoder layers."""
+    heads: int = 4
+    """Attention heads."""
+    seq_len: int = 256
+    """Training sequence length."""
+    steps: int = 600
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Sequences per step."""
+    learning_rate: float = 0.003
+    """Peak learning rate (cosine decay)."""
+    max_documents: int | None = None
+    """Cap on corpus documents; None = all."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
+        """Build from the config slice; an unknown key is an error naming it (no silent sinks)."""
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], "base_model.pretrain")
+        return cls(**d)
 
 def _norm(text: str) -> str:
     """Lower-case, whitespace-collapsed text for leak checks (formatting differs between copies)."""
@@ -144,23 +174,22 @@ def pretrain(model: Any, stream: Any, steps: int, batch_size: int, seq_len: int,
             "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)}
 
 
-def build_pretrained(base: dict[str, Any], eval_path: Path, pool_path: Path | None, out: Path,
+def build_pretrained(p: PretrainConfig, eval_path: Path, pool_path: Path | None, out: Path,
                      seed: int) -> None:
     """source = pretrain: corpus -> tokenizer -> pretrained Llama, saved atomically to `out`."""
     import pandas as pd
     import torch
 
-    p = {**PRETRAIN_DEFAULTS, **(base.get("pretrain") or {})}
     banned = list(pd.read_parquet(eval_path, columns=["instruction"])["instruction"])
     if pool_path is not None:
         banned += list(pd.read_parquet(pool_path, columns=["instruction"])["instruction"])
     # --- 2 corpus
     t0 = time.perf_counter()
-    docs, dropped = clean_corpus(sharegpt_conversations(), banned, p["max_documents"])
+    docs, dropped = clean_corpus(sharegpt_conversations(), banned, p.max_documents)
     LOG.info("corpus: %d ShareGPT documents, %d dropped (contain an eval/pool instruction), %.1f s",
              len(docs), dropped, time.perf_counter() - t0)
     # --- 3 tokenizer
-    tok = train_tokenizer(docs, p["vocab_size"])
+    tok = train_tokenizer(docs, p.vocab_size)
     ids: list[int] = []
     for enc in tok(docs, add_special_tokens=False)["input_ids"]:
         ids += [tok.bos_token_id, *enc, tok.eos_token_id]
@@ -168,8 +197,8 @@ def build_pretrained(base: dict[str, Any], eval_path: Path, pool_path: Path | No
     LOG.info("tokenizer: vocab %d; corpus %d tokens (%.1f s so far)", len(tok), len(stream),
              time.perf_counter() - t0)
     # --- 4 pretrain
-    model = build_llama(tok, p["hidden_size"], p["layers"], p["heads"], p["seq_len"], seed)
-    stats = pretrain(model, stream, p["steps"], p["batch_size"], p["seq_len"], p["learning_rate"], seed)
+    model = build_llama(tok, p.hidden_size, p.layers, p.heads, p.seq_len, seed)
+    stats = pretrain(model, stream, p.steps, p.batch_size, p.seq_len, p.learning_rate, seed)
     LOG.info("pretrained %d parameters: %s", model.num_parameters(), stats)
     # --- 5 save
     with atomic_dir(out) as tmp:
@@ -177,7 +206,7 @@ def build_pretrained(base: dict[str, Any], eval_path: Path, pool_path: Path | No
         tok.save_pretrained(str(tmp))
         (tmp / "pretrain_metrics.json").write_text(json.dumps(
             {**stats, "documents": len(docs), "dropped_leaks": dropped, "corpus_tokens": len(stream),
-             "settings": p, "seed": seed}, indent=2, sort_keys=True) + "\n")
+             "settings": dataclasses.asdict(p), "seed": seed}, indent=2, sort_keys=True) + "\n")
 
 
 def convert_gguf(base: dict[str, Any], out: Path) -> None:
@@ -209,29 +238,41 @@ def convert_gguf(base: dict[str, Any], out: Path) -> None:
         tok.save_pretrained(str(tmp))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the base model folder for base_model.source = pretrain | gguf."""
+def prepare_base_model(source: str, out: Path, *, eval: Path, pool: Path | None = None,
+                       pretrain: PretrainConfig = PretrainConfig(), gguf: dict[str, Any] | None = None,
+                       seed: int = 1, threads: int = 1) -> None:
+    """Build the base model folder `out` for base_model.source = pretrain | gguf.
+
+    pretrain: a small Llama pretrained per `pretrain` on ShareGPT minus the instructions of
+    `eval` and `pool`. gguf: `gguf` is the base_model block (model.package, gguf_file) to convert."""
     # --- 1 resolve arguments
-    base = json.loads(args.base_model)
-    LOG.info("resolved arguments: %s", json.dumps({"base_model": base, "eval": args.eval,
-             "pool": args.pool, "out": args.out, "seed": args.seed, "threads": args.threads},
-             sort_keys=True))
-    from .basemodel import before_torch_import
-
-    before_torch_import(args.threads)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    source = base.get("source")
-    if source == "pretrain":
-        build_pretrained(base, Path(args.eval), Path(args.pool) if args.pool else None,
-                         Path(args.out), args.seed)
-    elif source == "gguf":
-        convert_gguf(base, Path(args.out))
-    else:
+    LOG.info("resolved arguments: %s", json.dumps({
+        "source": source, "pretrain": dataclasses.asdict(pretrain), "gguf": gguf, "eval": str(eval),
+        "pool": str(pool) if pool else None, "out": str(out), "seed": seed, "threads": threads},
+        sort_keys=True))
+    if source not in ("pretrain", "gguf"):
         raise ConfigError("base_model.source", f"{source!r}: only pretrain and gguf are built locally "
                           "(hub models are loaded directly by finetune and eval-loss)")
-    LOG.info("wrote %s", args.out)
+    from .basemodel import before_torch_import
+
+    before_torch_import(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    if source == "pretrain":
+        build_pretrained(pretrain, eval, pool, out, seed)
+    else:
+        convert_gguf(gguf or {}, out)
+    LOG.info("wrote %s", out)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    """`prepare-base-model`: parse the flags, then prepare_base_model."""
+    base = json.loads(args.base_model)
+    prepare_base_model(base.get("source"), Path(args.out), eval=Path(args.eval),
+                       pool=Path(args.pool) if args.pool else None,
+                       pretrain=PretrainConfig.from_dict(base.get("pretrain") or {}), gguf=base,
+                       seed=args.seed, threads=args.threads)
     return 0
 
 
@@ -245,4 +286,4 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="model folder to write (atomically)")
     p.add_argument("--seed", type=int, default=1, help="tokenizer-independent init/data-order seed")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.set_defaults(func=run)
+    p.set_defaults(func=_cmd_prepare)

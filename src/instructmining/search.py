@@ -1,8 +1,9 @@
 """Subset-size search (the paper's later versions): how many rule-selected samples give the
 lowest eval loss? FLAML searches n in [n_min, n_max] on a log scale; each trial takes the top-n
 samples of the unseen pool by the rule, finetunes the base model on them and measures the eval
-loss through the same `instructmining finetune` / `eval-loss` code paths as every other dataset
-(called in-process, so torch and peft are imported once, not once per trial).
+loss through the same code path as every other dataset (finetune.finetune, which scores D_eval with
+the trained model still in memory; called in-process, so torch and peft are imported once and the
+base model loaded once per trial).
 
 Algorithm: CFO (FLAML's cost-frugal local search, the local half of BlendSearch; needs only
 flaml) starting from the cheap end n_min plus three seeded points spread over the range, or
@@ -16,10 +17,14 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dataset_names
 from .errors import InstructMiningError
+
+if TYPE_CHECKING:
+    from .evaluate import EvalLossConfig
+    from .finetune import FinetuneConfig
 
 LOG = logging.getLogger("instructmining.search")
 
@@ -77,11 +82,14 @@ def run_search(objective: Any, n_min: int, n_max: int, budget: int, seed: int = 
     return {"trials": trials, "best": dict(best), **meta}
 
 
-def finetune_objective(ranked: Any, workdir: Path, model: str, finetune_cfg: str, eval_cfg: str,
-                       eval_path: str, seed: int, threads: int, key: dict[str, Any]) -> Any:
-    """objective(n): finetune on the top-n rows of `ranked` and return the eval loss. Each trial
-    lives in workdir/<hash of key + n>/ (dataset, adapter, checkpoints, loss)."""
-    from .cli import main
+def finetune_objective(ranked: Any, workdir: Path, model: dict[str, Any], finetune_cfg: FinetuneConfig,
+                       eval_cfg: EvalLossConfig, eval_path: Path, seed: int, threads: int,
+                       key: dict[str, Any]) -> Any:
+    """objective(n): finetune on the top-n rows of `ranked` and return the eval loss, scored in the
+    finetune job (one base-model load per trial). Each trial lives in workdir/<hash of key + n>/
+    (dataset, adapter, checkpoints, loss)."""
+    from .evaluate import EvalJob
+    from .finetune import finetune
     from .io import stable_hash, write_parquet
     from .selection import POOL_COLUMNS
     from .table import read_loss
@@ -93,13 +101,8 @@ def finetune_objective(ranked: Any, workdir: Path, model: str, finetune_cfg: str
         if not loss.exists():
             data = trial / f"{name}.parquet"
             write_parquet(ranked.head(n)[POOL_COLUMNS], data, metadata={"kind": "selection", "seed": str(seed)})
-            for argv in (["finetune", "--data", str(data), "--model", model, "--config", finetune_cfg,
-                          "--dataset", name, "--checkpoints", str(trial / "checkpoints"),
-                          "--out", str(trial / "adapter"), "--threads", str(threads)],
-                         ["eval-loss", "--eval", eval_path, "--adapter", str(trial / "adapter"),
-                          "--config", eval_cfg, "--dataset", name, "--out", str(loss), "--threads", str(threads)]):
-                if main(argv) != 0:
-                    raise InstructMiningError(f"size search trial n = {n}: `instructmining {argv[0]}` failed")
+            finetune(data, trial / "adapter", trial / "checkpoints", model, finetune_cfg, name=name,
+                     threads=threads, eval=EvalJob(eval_path, loss, eval_cfg))
         return read_loss(loss)
 
     return objective
@@ -116,14 +119,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores, args.embeddings, args.embedding_ids)
     ranked = top_n(pool, predict(rule, feats), len(pool))
     n_max = min(args.n_max or len(pool), len(pool))
+    from .evaluate import EvalLossConfig
+    from .finetune import FinetuneConfig
     from .fingerprint import fingerprint_id
 
     # The base model's content, not its spec: a retrained base must not reuse cached trial losses.
     key = {"rule": rule["coefficients"], "pool": sorted(pool["id"]), "model": args.model,
            "model_fingerprint": fingerprint_id(json.loads(args.model)),
            "finetune": args.finetune_config, "eval": args.eval_config, "seed": args.seed}
-    objective = finetune_objective(ranked, Path(args.workdir), args.model, args.finetune_config,
-                                   args.eval_config, args.eval, args.seed, args.threads, key)
+    objective = finetune_objective(ranked, Path(args.workdir), json.loads(args.model),
+                                   FinetuneConfig.from_dict(json.loads(args.finetune_config)),
+                                   EvalLossConfig.from_dict(json.loads(args.eval_config)), Path(args.eval),
+                                   args.seed, args.threads, key)
     result = run_search(objective, args.n_min, n_max, args.budget, args.seed, args.algorithm)
     result["objective"] = "eval loss (mean token NLL on D_eval) after finetuning on the rule's top-n"
     result["provenance"] = provenance(seed=args.seed, config={

@@ -13,7 +13,7 @@ from instructmining.errors import InstructMiningError
 from instructmining.indicators import registry
 from instructmining.indicators.reward_train import (
     EVAL_DATASETS,
-    RewardTraining,
+    RewardTrainingConfig,
     load_groups,
     pairs_of,
     split_groups,
@@ -43,7 +43,7 @@ def test_groups_exclude_eval_and_pool_prompts(data_root):
 
 def test_unknown_training_key_fails():
     with pytest.raises(InstructMiningError, match="unknown key"):
-        RewardTraining.from_dict({"outputs": RANKED, "epoch": 2})
+        RewardTrainingConfig.from_dict({"outputs": RANKED, "epoch": 2})
 
 
 def test_train_tiny_and_score(data_root, tmp_path, frame):

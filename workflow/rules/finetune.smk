@@ -58,6 +58,6 @@ rule finetune:
         checkpoints=lambda wildcards: f"results/finetune/{wildcards.dataset}/checkpoints",
     shell:
         "instructmining finetune --data {input.data} --model {params.model:q} --config {params.cfg:q}"
-        " --dataset {wildcards.dataset} --checkpoints {params.checkpoints} --out {output.adapter}"
+        " --name {wildcards.dataset} --checkpoints {params.checkpoints} --out {output.adapter}"
         " --eval {input.eval} --eval-config {params.eval_cfg:q} --loss {output.loss}"
         " --threads {threads} 2> {log}"

@@ -170,9 +170,10 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reward(args: argparse.Namespace) -> int:
-    from .reward_train import train_reward
+    from .reward_train import RewardTrainingConfig, train_reward
 
-    train_reward(args)
+    train_reward(Path(args.data_root), Path(args.pool), args.encoder, RewardTrainingConfig.from_dict(args.training),
+                 Path(args.out), seed=args.seed, threads=args.threads)
     return 0
 
 

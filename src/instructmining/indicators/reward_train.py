@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, InstructMiningError
+from ..errors import DataError, InstructMiningError, check_keys
 
 LOG = logging.getLogger("instructmining.indicators")
 EVAL_DATASETS = {"selfinstruct", "vicuna"}
@@ -137,31 +137,41 @@ def heldout_accuracy(model: Any, tok: Any, groups: list[dict[str, Any]], max_len
 
 
 @dataclass(frozen=True)
-class RewardTraining:
-    """The `indicators.reward_training` config block."""
+class RewardTrainingConfig:
+    """The `indicators.reward_training:` config block (workflow/schemas/config.schema.yaml), one
+    field per key."""
 
-    enabled: bool = True
-    outputs: tuple = ()  # AlpacaEval model_outputs files, best first; an inner list is a tie group
-    epochs: int = 1  # passes over the training prompts
-    max_pairs: int | None = None  # cap on training pairs (whole prompts are kept)
-    max_length: int = 128  # tokens per (instruction, response) pair, truncated longest-first
-    layers: int | None = None  # keep the first N encoder layers (CPU speed); None = all
-    heldout: float = 0.2  # fraction of prompts held out for the pairwise accuracy
-    learning_rate: float = 3e-4  # AdamW peak, linear decay
-    prompts_per_step: int = 4  # prompts per step (x answers each = the batch)
+    enabled: bool = False
+    """Train results/models/reward instead of loading reward_model (read by the workflow)."""
+    outputs: tuple = ()
+    """AlpacaEval model_outputs files (relative to data_root), best first; an inner list is a tie group."""
+    epochs: int = 1
+    """Passes over the training prompts."""
+    max_pairs: int | None = None
+    """Cap on training pairs (whole prompts are kept)."""
+    max_length: int = 128
+    """Tokens per (instruction, response) pair, truncated longest-first."""
+    layers: int | None = None
+    """Keep the first N encoder layers (CPU speed); None = all."""
+    heldout: float = 0.2
+    """Fraction of prompts held out for the pairwise accuracy."""
+    learning_rate: float = 3e-4
+    """AdamW peak learning rate (linear decay)."""
+    prompts_per_step: int = 4
+    """Prompts per optimizer step (all their answers form the batch)."""
 
     @classmethod
-    def from_dict(cls, block: dict[str, Any]) -> RewardTraining:
+    def from_dict(cls, block: dict[str, Any]) -> RewardTrainingConfig:
         """Build from the config block; an unknown key fails (no silent misspellings)."""
-        known = {f.name for f in fields(cls)}
-        extra = set(block) - known
-        if extra:
-            raise InstructMiningError(f"indicators.reward_training: unknown key(s) {sorted(extra)}; known: {sorted(known)}")
+        check_keys(block, [f.name for f in fields(cls)], "indicators.reward_training")
         return cls(**{**block, "outputs": tuple(block.get("outputs", ()))})
 
 
-def train_reward(args: Any) -> dict[str, Any]:
-    """Train, evaluate on the held-out prompts, save model + tokenizer + metrics.json to args.out."""
+def train_reward(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrainingConfig, out: Path, *,
+                 seed: int = 1, threads: int | None = None) -> dict[str, Any]:
+    """Train the reward model on `cfg.outputs` (files under `data_root`) minus the instructions of
+    `pool`, from the `encoder` model spec; evaluate on the held-out prompts; save model + tokenizer
+    + metrics.json atomically to `out`. Returns the metrics."""
     import pandas as pd
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -169,13 +179,12 @@ def train_reward(args: Any) -> dict[str, Any]:
     from ..io import atomic_dir, provenance
     from .models import resolve_model, set_threads
 
-    cfg = RewardTraining.from_dict(args.training)
-    set_threads(args.threads)
-    torch.manual_seed(args.seed)
-    pool = pd.read_parquet(args.pool, columns=["instruction"])
+    set_threads(threads)
+    torch.manual_seed(seed)
+    pool = pd.read_parquet(pool, columns=["instruction"])
     exclude = {_norm(t) for t in pool["instruction"]}
-    groups = load_groups(args.data_root, list(cfg.outputs), exclude)
-    held, train = split_groups(groups, cfg.heldout, args.seed)
+    groups = load_groups(data_root, list(cfg.outputs), exclude)
+    held, train = split_groups(groups, cfg.heldout, seed)
     if cfg.max_pairs:
         kept, n = [], 0
         for g in train:
@@ -187,7 +196,7 @@ def train_reward(args: Any) -> dict[str, Any]:
     n_train_pairs = sum(len(pairs_of(g)) for g in train)
     if not train:
         raise InstructMiningError("reward training: no training prompts left after exclusions")
-    where = resolve_model(args.encoder)
+    where = resolve_model(encoder)
     extra = {"num_hidden_layers": cfg.layers} if cfg.layers else {}
     tok = AutoTokenizer.from_pretrained(where)
     model = AutoModelForSequenceClassification.from_pretrained(where, num_labels=1, **extra)
@@ -205,7 +214,7 @@ def train_reward(args: Any) -> dict[str, Any]:
     for epoch in range(cfg.epochs):
         model.train()
         order = list(range(len(train)))
-        random.Random(args.seed + epoch).shuffle(order)
+        random.Random(seed + epoch).shuffle(order)
         for s in range(0, len(order), per_step):
             chunk = [train[k] for k in order[s : s + per_step]]
             rewards = model(**_encode(tok, chunk, cfg.max_length, "cpu")).logits[:, 0]
@@ -222,11 +231,11 @@ def train_reward(args: Any) -> dict[str, Any]:
     metrics = {
         "heldout_accuracy": acc, "heldout_pairs": n_pairs, "heldout_prompts": len(held),
         "train_pairs": n_train_pairs, "train_prompts": len(train), "steps": steps,
-        **provenance(seed=args.seed, config={**asdict(cfg), "encoder": args.encoder}),
+        **provenance(seed=seed, config={**asdict(cfg), "encoder": encoder}),
     }
     # Wall time goes to the log only: metrics.json must be byte-identical for the same seed.
     LOG.info("held-out pairwise accuracy %.4f on %d pairs (%.0f s)", acc, n_pairs, time.perf_counter() - t0)
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
