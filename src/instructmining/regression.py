@@ -294,7 +294,10 @@ def _cmd_fit_rule(args: argparse.Namespace) -> int:
         LOG.info("candidates not estimable with the chosen ones: %s", rule["stepwise"]["steps"][-1]["skipped"])
     # The scorers behind the indicators: `instructmining select` needs them to score new data on
     # the same scales (a different reward model or tokenizer changes every coefficient's meaning).
-    rule["models"], rule["options"] = json.loads(args.models), json.loads(args.options)
+    from .selection import record_models
+
+    rule.update(record_models(json.loads(args.models), rule["indicators"], args.out))
+    rule["options"] = json.loads(args.options)
     rule["provenance"] = provenance(config={"criterion": args.criterion, "p_enter": args.p_enter,
                                             "p_remove": args.p_remove, "candidates": args.candidates,
                                             "max_vif": args.max_vif})
