@@ -96,8 +96,16 @@ def _cmd_univariate(args: argparse.Namespace) -> int:
     table = pd.read_csv(args.table, sep="\t")
     table = table[table["kind"] == "mixture"]  # rep rows repeat a mixture with another seed
     bins = pd.read_csv(args.bins, sep="\t")
-    write_tsv(correlations(table, bins, args.indicators), args.out)
+    corr = correlations(table, bins, args.indicators)
+    write_tsv(corr, args.out)
     plot_univariate(table, bins, args.indicators, args.plot)
+    if args.html:
+        from .htmlreport import frame_html, write_page
+
+        write_page("Univariate correlations with eval loss", [(
+            "Pearson and Spearman", f"p_method: exact permutation (all n! orderings) below {EXACT_BELOW} points, "
+            "else the t approximation; empty cells are undefined (too few points or a constant input)",
+            frame_html(corr))], args.html)
     return 0
 
 
@@ -108,5 +116,6 @@ def register(sub: Any) -> None:
     p.add_argument("--bins", required=True, help="bin datasets table (results/analysis/bins.tsv)")
     p.add_argument("--indicators", nargs="+", required=True, help="binned indicators (config bins.indicators)")
     p.add_argument("--out", required=True, help="univariate.tsv")
-    p.add_argument("--plot", required=True, help="univariate.png: one panel per indicator")
+    p.add_argument("--plot", required=True, help="univariate.png: one panel per indicator (+ univariate.svg)")
+    p.add_argument("--html", default=None, help="also write the table as an HTML page (for the Snakemake report)")
     p.set_defaults(func=_cmd_univariate)
