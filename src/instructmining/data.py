@@ -298,8 +298,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sources", required=True, help="JSON list of source blocks (config pool.sources)")
     p.add_argument("--data-root", required=True, help="folder of local data files, or 'none'")
     p.add_argument("--eval", required=True, help="eval_all.parquet: instructions the guard removes from the pool")
-    p.add_argument("--multiturn", choices=["last_turn", "first_turn", "drop"], default="last_turn")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--stats", required=True)
+    p.add_argument("--multiturn", choices=["last_turn", "first_turn", "drop"], default="last_turn",
+                   help="multi-turn records: keep the last turn (earlier turns as input), the first, or drop them")
+    p.add_argument("--seed", type=int, required=True, help="config seed (per-source caps draw with it)")
+    p.add_argument("--out", required=True, help="results/pool/pool.parquet")
+    p.add_argument("--stats", required=True, help="stats.json: per-source counts (read, skipped, duplicates, ...)")
     p.set_defaults(func=_cmd_build_pool)

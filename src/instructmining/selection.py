@@ -625,15 +625,15 @@ def register(sub: Any) -> None:
     """Add `select-dataset` (workflow) and `select` (any user file)."""
     p = sub.add_parser("select-dataset", help="sel-{rule|random}-{n}-{seed} from the unseen pool")
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
-    p.add_argument("--method", required=True, choices=["rule", "random"])
-    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--method", required=True, choices=["rule", "random"], help="rule: lowest predicted loss; random: the baseline")
+    p.add_argument("--n", type=int, required=True, help="samples to select")
     p.add_argument("--seed", type=int, required=True, help="the dataset's seed (random draws only)")
     p.add_argument("--master-seed", type=int, default=0, help="config seed (random draws only)")
     p.add_argument("--rule", default=None, help="rule.json path or shipped name (method rule)")
     p.add_argument("--sources", nargs="*", default=None, help="unseen source labels (default: all)")
     p.add_argument("--scores-dir", default="results/scores", help="per-sample score parquet files")
     p.add_argument("--embeddings", default=None, help="pool embeddings .npy (for knn indicators)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="results/datasets/sel-<method>-<n>-<seed>.parquet")
     p.set_defaults(func=_cmd_select_dataset)
     p = sub.add_parser(
         "select", help="apply a rule to your instruction data and keep the best n records",
