@@ -39,4 +39,4 @@ include: "workflow/rules/fetch.smk"
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        plan.targets(config),

@@ -21,7 +21,8 @@ def _data_stage(cfg: dict, data_root: Path, out: Path, seed: int) -> dict[str, b
                  "--eval", str(out / "eval_all.parquet"), "--multiturn", "last_turn", "--seed", str(seed),
                  "--out", str(out / "pool.parquet"), "--stats", str(out / "stats.json")]) == 0
     assert main(["make-mixtures", "--pool", str(out / "pool.parquet"), "--n", "4", "--size", "50",
-                 "--seed", str(seed), "--repeats", "[1]", "--outdir", str(out / "datasets"),
+                 "--seed", str(seed), "--repeats", "[1]", "--out",
+                 *[str(out / "datasets" / f"{d}.parquet") for d in ("mix-000", "mix-001", "mix-002", "mix-003", "mix-000-rep1")],
                  "--manifest", str(out / "datasets" / "mixtures.tsv")]) == 0
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 

@@ -93,6 +93,13 @@ def test_eval_loss_is_token_weighted(tiny, tmp_path):
     for r in df.itertuples():
         expect += encode_example(tok, format_prompt(r.instruction, r.input), r.reference, 96).num_response_tokens
     assert res["num_tokens"] == expect
+    # Throughput of the scoring (speed.Throughput): every batch counted, real = unpadded tokens.
+    lengths = [len(encode_example(tok, format_prompt(r.instruction, r.input), r.reference, 96).input_ids)
+               for r in df.itertuples()]
+    speed = res["speed"]
+    assert speed["real_tokens_this_run"] == sum(lengths) and speed["timed_steps"] == 3  # 8 refs / 3
+    assert speed["padded_tokens_this_run"] >= sum(lengths) and speed["real_tokens_per_second"] > 0
+    assert speed["peak_memory_bytes"] > 0 and speed["device"] == "cpu"
     # Batch size changes padding only.
     again = eval_loss(model, tok, df, "alpaca", batch_size=8, max_length=96)
     assert again["loss"] == pytest.approx(res["loss"], rel=1e-5)

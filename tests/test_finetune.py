@@ -230,3 +230,126 @@ def test_train_metrics_report_real_and_padded_throughput(setup):
     assert m["padded_tokens_this_run"] >= m["real_tokens_this_run"] > 0 and m["padding_waste"] >= 1
     assert 0 < m["achieved_flops_per_second"] and m["matmul_peak_flops_per_second"] > 0
     assert m["peak_memory_bytes"] > 0 and m["device"] == "cpu" and m["gradient_checkpointing"] is True
+
+
+def test_changed_base_at_same_path_retrains_from_step_0(setup, tmp_path, capsys):
+    """Issue #10: a retrained base (same path) must not resume the old checkpoints, and an adapter
+    of the old base must not be evaluated on the new one."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(json.loads(setup["model"])["path"], base)
+    cfg = {**BASE_CFG, "epochs": 1, "save_steps": 1}
+    argv = finetune(setup, "rebased", cfg)
+    argv[argv.index("--model") + 1] = json.dumps({"path": str(base)})
+    assert main(argv) == 0
+    capsys.readouterr()
+    adapter = setup["root"] / "rebased" / "adapter"
+    old = adapter_tensors(adapter)
+    old_fp = json.loads((adapter / "train_metrics.json").read_text())["base_model_fingerprint"]
+    ev = ["eval-loss", "--eval", str(setup["eval"]), "--adapter", str(adapter), "--out", str(tmp_path / "l.json")]
+    assert main(ev) == 0
+    old_loss = json.loads((tmp_path / "l.json").read_text())
+
+    # "Retrain" the base in place: same path, same file names, other weights.
+    weights = base / "model.safetensors"
+    state = load_file(str(weights))
+    torch.manual_seed(7)
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in state.items()}, str(weights),
+              metadata={"format": "pt"})
+    assert main(ev) == 2  # old adapter + new base: refused, not a silently wrong loss
+    err = capsys.readouterr().err
+    assert f"trained on base model fingerprint {old_fp}" in err and "rerun its finetune" in err
+
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"base model changed: fingerprint {old_fp[:12]} != (?!{old_fp[:12]})\w{{12}}", err), err
+    assert "training from step 0/" in err and "resumed from checkpoint" not in err
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 0 and metrics["base_model_fingerprint"] != old_fp
+    new = adapter_tensors(adapter)
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+    assert main(ev) == 0
+    new_loss = json.loads((tmp_path / "l.json").read_text())
+    assert new_loss["base_model_fingerprint"] == metrics["base_model_fingerprint"]
+    assert new_loss["loss"] != old_loss["loss"]
+
+
+def with_eval(setup, argv: list[str], name: str, eval_cfg: dict) -> list[str]:
+    """argv + scoring D_eval in the finetune job into root/name/loss.json."""
+    return [*argv, "--eval", str(setup["eval"]), "--eval-config", json.dumps(eval_cfg),
+            "--loss", str(setup["root"] / name / "loss.json")]
+
+
+def standalone_loss(setup, name: str, eval_cfg: dict, out: Path) -> dict:
+    """`instructmining eval-loss` of root/name/adapter: a fresh process state, the base reloaded."""
+    assert main(["eval-loss", "--eval", str(setup["eval"]), "--adapter", str(setup["root"] / name / "adapter"),
+                 "--config", json.dumps(eval_cfg), "--dataset", "mix-000", "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def assert_same_losses(a: dict, b: dict) -> None:
+    assert [p["eval_id"] for p in a["per_instruction"]] == [p["eval_id"] for p in b["per_instruction"]]
+    for pa, pb in zip(a["per_instruction"], b["per_instruction"], strict=True):
+        assert pa["num_tokens"] == pb["num_tokens"] and abs(pa["loss"] - pb["loss"]) <= 1e-5, (pa, pb)
+    assert abs(a["loss"] - b["loss"]) <= 1e-5 and a["num_tokens"] == b["num_tokens"]
+
+
+def test_loss_in_finetune_job_equals_standalone_eval_loss(setup, tmp_path, capsys):
+    """Issue #15.5: the finetune job scores D_eval with its trained model still in memory; the
+    result must be what `eval-loss` gives after reloading base + adapter (QLoRA 4-bit, dropout on)."""
+    ev_cfg = {"batch_size": 3, "max_length": 96}
+    assert main(with_eval(setup, finetune(setup, "injob", BASE_CFG), "injob", ev_cfg)) == 0
+    err = capsys.readouterr().err
+    assert err.count("loaded ") == 1  # one base-model load for training + eval
+    inline = json.loads((setup["root"] / "injob" / "loss.json").read_text())
+    alone = standalone_loss(setup, "injob", ev_cfg, tmp_path / "alone.json")
+    assert_same_losses(inline, alone)
+    for key in ("dataset", "method", "adapter", "adapter_sha256", "base_model_fingerprint", "num_references"):
+        assert inline[key] == alone[key], key
+    assert inline["provenance"]["config"] == alone["provenance"]["config"]
+    assert inline["method"] == "qlora" and inline["provenance"]["config"]["eval_loss"] == ev_cfg
+    speed = inline["speed"]
+    assert speed["real_tokens_per_second"] > 0 and speed["peak_memory_bytes"] > 0
+    assert speed["padded_tokens_this_run"] >= speed["real_tokens_this_run"] >= inline["num_tokens"]
+
+
+def test_changed_eval_setting_reevaluates_without_retraining(setup, tmp_path, capsys):
+    """What Snakemake does when the eval_loss: block changes: delete the job's outputs and rerun it.
+    The final checkpoint is still there, so the job trains 0 steps and only re-scores D_eval."""
+    cfg = {**BASE_CFG, "epochs": 1, "method": "lora"}
+    argv = finetune(setup, "reeval", cfg)
+    assert main(with_eval(setup, argv, "reeval", {"batch_size": 4, "max_length": 96})) == 0
+    first = json.loads((setup["root"] / "reeval" / "loss.json").read_text())
+    adapter = setup["root"] / "reeval" / "adapter"
+    trained = adapter_tensors(adapter)
+    total = json.loads((adapter / "train_metrics.json").read_text())["steps"]
+    capsys.readouterr()
+
+    import shutil
+
+    shutil.rmtree(adapter)
+    (setup["root"] / "reeval" / "loss.json").unlink()
+    new_cfg = {"batch_size": 2, "max_length": 48}
+    assert main(with_eval(setup, argv, "reeval", new_cfg)) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"resumed from checkpoint \S+ at step {total}/{total}", err), err[-2000:]
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["resumed_from_step"] == total == metrics["steps"] and metrics["real_tokens_this_run"] == 0
+    again = adapter_tensors(adapter)
+    assert again.keys() == trained.keys() and all(bool((again[k] == trained[k]).all()) for k in trained)
+    second = json.loads((setup["root"] / "reeval" / "loss.json").read_text())
+    assert second["provenance"]["config"]["eval_loss"] == new_cfg
+    assert second["num_tokens"] < first["num_tokens"]  # really re-scored, with the shorter max_length
+    assert second["adapter_sha256"] == first["adapter_sha256"]
+    assert_same_losses(second, standalone_loss(setup, "reeval", new_cfg, tmp_path / "alone.json"))
+
+
+def test_eval_without_loss_path_is_an_error(setup, capsys):
+    argv = [*finetune(setup, "noloss", BASE_CFG), "--eval", str(setup["eval"])]
+    assert main(argv) == 2
+    assert "--eval and --loss together" in capsys.readouterr().err
+    assert not (setup["root"] / "noloss").exists()

@@ -56,7 +56,7 @@ def test_search_size_cli_runs_real_trials(tmp_path):
     ft = {"method": "lora", "lora_r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"], "epochs": 1,
           "batch_size": 4, "learning_rate": 0.001, "max_length": 64, "save_steps": 100}
     argv = ["search-size", "--pool", str(tmp_path / "pool.parquet"), "--rule", str(tmp_path / "rule.json"),
-            "--scores-dir", str(scores), "--eval", str(tmp_path / "eval.parquet"),
+            "--scores", str(scores / "output_length.parquet"), "--eval", str(tmp_path / "eval.parquet"),
             "--model", json.dumps({"path": str(base), "kind": "causal"}), "--finetune-config", json.dumps(ft),
             "--eval-config", json.dumps({"batch_size": 4, "max_length": 64}), "--n-min", "8", "--n-max", "20",
             "--budget", "2", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "search.json")]

@@ -79,7 +79,8 @@ def test_select_dataset_cli(tmp_path):
     rule = {"indicators": ["output_length", "knn6"], "coefficients": {"intercept": 1.0, "output_length": -0.01, "knn6": 0.5}}
     (tmp_path / "rule.json").write_text(json.dumps(rule))
     common = ["--pool", str(tmp_path / "pool.parquet"), "--n", "5", "--master-seed", "1",
-              "--scores-dir", str(scores), "--embeddings", str(tmp_path / "emb.npy")]
+              "--scores", str(scores / "output_length.parquet"), "--embeddings", str(tmp_path / "emb.npy"),
+              "--embedding-ids", str(tmp_path / "emb.ids.parquet")]
     assert main(["select-dataset", "--method", "rule", "--seed", "1", "--rule", str(tmp_path / "rule.json"),
                  *common, "--out", str(tmp_path / "r1.parquet")]) == 0
     assert main(["select-dataset", "--method", "rule", "--seed", "2", "--rule", str(tmp_path / "rule.json"),

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InstructMiningError
+from . import model_spec
+from .errors import InstructMiningError
 from .io import LOG
 
 
@@ -24,22 +25,11 @@ def before_torch_import(threads: int) -> None:
 
 
 def resolve_model(spec: dict[str, Any]) -> tuple[str, str | None]:
-    """A model spec (schema `definitions.model`) -> (folder or hub id, revision)."""
-    if spec.get("path"):
-        path = Path(spec["path"])
-        if not (path / "config.json").is_file():
-            raise InstructMiningError(f"model folder {path}: no config.json (is the base model built?)")
-        return str(path), None
-    if spec.get("package"):
-        import importlib.util
-
-        found = importlib.util.find_spec(spec["package"])
-        if found is None or not found.submodule_search_locations:
-            raise ConfigError("model.package", f"pip package {spec['package']!r} is not installed")
-        return str(Path(found.submodule_search_locations[0]) / (spec.get("subdir") or "")), None
-    if spec.get("hub"):
-        return spec["hub"], spec.get("revision")
-    raise ConfigError("base_model.model", "needs one of path, package or hub")
+    """A model spec (schema `definitions.model`) -> (folder or hub id, revision); a built base
+    model folder must hold config.json."""
+    if spec.get("path") and not (Path(spec["path"]) / "config.json").is_file():
+        raise InstructMiningError(f"model folder {spec['path']}: no config.json (is the base model built?)")
+    return model_spec.resolve_model(spec)
 
 
 def load_model(spec: dict[str, Any], method: str, bits: int, compute_dtype: str) -> tuple[Any, Any]:

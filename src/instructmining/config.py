@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SHIPPED_RULES = Path(__file__).resolve().parent / "rules"
+SHIPPED_RULES = Path(__file__).resolve().parent / "quality_rules"
 
 
 def _key(path: Any) -> str:

@@ -3,8 +3,9 @@
 Tokens come from the pool and the plan, not guesses: the pool's rows (results/pool/pool.parquet
 when built, else read from the config's sources, else from `--pool-config`'s local copies of the
 same datasets) encoded exactly as finetune encodes them (prompts.encode_example, truncated at
-max_length), times the rows each planned dataset holds (plan.py), times epochs; eval-loss scores
-D_eval once per dataset. The tokenizer is the base model's when it is on this machine (its
+max_length), times the rows each planned dataset holds (plan.py), times epochs; each finetune
+job then scores D_eval once with its model still in memory (no eval job of its own), and loads the
+base model once. The tokenizer is the base model's when it is on this machine (its
 tokenizer.json, read with `tokenizers`: no torch import); otherwise the count falls back to
 characters / CHARS_PER_TOKEN and the output says so. GPU-hours = tokens / (tokens/s) / 3600 at
 rates the user gives or the H200 rates measured for issue #15 (RATES)."""
@@ -30,6 +31,9 @@ RATES = {
     "train": {("qlora", 8): (1039, 6142), ("qlora", 4): (3556, 12222), ("lora", None): (2969, 13550)},
     "eval": {("qlora", 8): (4612, None), ("qlora", 4): (None, None), ("lora", None): (17962, None)},
 }
+# Seconds one LLaMA-7B base-model load takes on an H200 (issue #15: 8-bit quantizes on load; bf16
+# measured 16-21 s). One load per finetune job: the job scores D_eval itself, so no second load.
+LOAD_SECONDS = {("qlora", 8): 43.0, ("qlora", 4): 19.0, ("lora", None): 21.0}
 
 
 class FileTokenizer:
@@ -149,7 +153,7 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
     ev_before = RATES["eval"].get(key, (None, None))[0]
     lines.append(f"plan: {len(datasets)} datasets; finetune {method}{f' {bits}-bit' if method == 'qlora' else ''}, "
                  f"{epochs} epochs, max_length {ft.get('max_length', 512)}; mean tokens/row train "
-                 f"{train_mean:.0f}, unseen {unseen_mean:.0f}; D_eval {eval_rows:,.0f} tokens per eval-loss job")
+                 f"{train_mean:.0f}, unseen {unseen_mean:.0f}; D_eval {eval_rows:,.0f} tokens scored per dataset")
 
     def hours(tokens: float, tps: float | None) -> str:
         return f"{tokens / tps / 3600:8.1f} GPU-h at {tps:,.0f} tokens/s" if tps else "  (no rate: give one)"
@@ -161,16 +165,22 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
                  + ("" if train_tps else " (H200, this project before issue #15)"))
     if not train_tps and reach:
         lines.append(f"{'':<10} {'':>5} {'':>15}  {hours(train_tokens, reach)} (H200, reachable: plain loop)")
-    lines.append(f"{'eval_loss':<10} {len(datasets):>5} {eval_tokens:>15,.0f}  {hours(eval_tokens, e_rate)}")
+    # Scored inside the finetune jobs: 0 jobs of its own.
+    lines.append(f"{'eval_loss':<10} {0:>5} {eval_tokens:>15,.0f}  {hours(eval_tokens, e_rate)} (in the finetune jobs)")
+    load_s = LOAD_SECONDS.get(key)
+    load_h = len(datasets) * load_s / 3600 if load_s else 0.0
+    if load_s:
+        lines.append(f"{'base_load':<10} {len(datasets):>5} {'-':>15}  {load_h:8.1f} GPU-h at {load_s:.0f} s per "
+                     "7B load (H200, issue #15), one per finetune job")
     if t_rate and e_rate:
-        total = train_tokens / t_rate / 3600 + eval_tokens / e_rate / 3600
-        lines.append(f"{'total':<10} {2 * len(datasets):>5} {train_tokens + eval_tokens:>15,.0f}  {total:8.1f} GPU-h")
+        total = train_tokens / t_rate / 3600 + eval_tokens / e_rate / 3600 + load_h
+        lines.append(f"{'total':<10} {len(datasets):>5} {train_tokens + eval_tokens:>15,.0f}  {total:8.1f} GPU-h")
     return "\n".join(lines)
 
 
 def eval_tokens_per_job(config: dict[str, Any], base: Path, proxy: dict[str, Any] | None, tok: Any,
                         max_length: int, template: str) -> float:
-    """Tokens one eval-loss job scores: results/eval/eval.parquet if built, else D_eval from the
+    """Tokens scored on D_eval per dataset: results/eval/eval.parquet if built, else D_eval from the
     config's (or --pool-config's) eval sets, subset as configured."""
     import pandas as pd
 

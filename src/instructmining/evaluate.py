@@ -3,7 +3,12 @@
 The quality label of a dataset (the paper's regression target) is the mean token-weighted
 negative log-likelihood of the D_eval references given their prompts, response tokens only, under
 the base model + the dataset's adapter. Token-weighted means every reference token counts once:
-loss = sum of token NLLs / number of reference tokens, over all references of all instructions."""
+loss = sum of token NLLs / number of reference tokens, over all references of all instructions.
+
+In the workflow the finetune job scores D_eval itself with the model it just trained
+(finetune.run -> loss_record), which saves the second base-model load per dataset (issue #15: a
+7B load is ~20-43 s on an H200); this command scores a saved adapter (search.py, users, checks)
+through the same loss_record, so both give the same losses."""
 
 from __future__ import annotations
 
@@ -11,21 +16,18 @@ import argparse
 import hashlib
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError, InstructMiningError
-from .io import LOG, provenance, write_json
+from .io import LOG, provenance, read_parquet, write_json
 
 EVAL_COLUMNS = ("eval_id", "instruction", "input", "reference")
 
 
 def read_eval(path: Path) -> Any:
     """D_eval rows (one per reference), checked for the columns and empty references."""
-    import pandas as pd
-
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     for col in EVAL_COLUMNS:
         if col not in df.columns:
             raise DataError(path, None, col, "missing column")
@@ -46,12 +48,29 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+EVAL_CONFIG_KEYS = ("batch_size", "max_length")
+
+
+def eval_settings(cfg: dict[str, Any]) -> tuple[int, int]:
+    """(batch_size, max_length) of the eval_loss: block; an unknown key is an error naming it."""
+    unknown = sorted(set(cfg) - set(EVAL_CONFIG_KEYS))
+    if unknown:
+        raise InstructMiningError(f"config key 'eval_loss.{unknown[0]}': unknown key")
+    return int(cfg.get("batch_size", 8)), int(cfg.get("max_length", 512))
+
+
 def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max_length: int,
-              threads: int = 1) -> dict[str, Any]:
-    """Token-weighted NLL of every reference; per instruction: its references' tokens pooled."""
+              threads: int = 1, peak_flops: float | None = None) -> dict[str, Any]:
+    """Token-weighted NLL of every reference; per instruction: its references' tokens pooled.
+
+    Also the scoring's throughput (speed.Throughput over every batch: eval batches are sorted
+    short to long, so leaving the first ones out as warm-up would skew the rate toward long
+    batches) and peak memory, under "speed". `peak_flops`: the device's measured matmul peak when
+    the caller already has it (the finetune job), else measured here."""
     import torch
 
     from .prompts import collate, encode_example, format_prompt, token_nll
+    from .speed import Throughput, lora_step_flops, matmul_peak_flops, peak_memory_bytes, reset_peak_memory
 
     torch.set_num_threads(threads)
     rows = list(df.itertuples(index=False))
@@ -61,16 +80,26 @@ def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max
     nll = [0.0] * len(enc)
     ntok = [0] * len(enc)
     model.eval()
-    t0, seen = time.perf_counter(), 0
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = str(base.lm_head.weight.device)
+    if peak_flops is None:
+        peak_flops = matmul_peak_flops(device, str(base.lm_head.weight.dtype).removeprefix("torch."))
+    reset_peak_memory(device)
+    meter = Throughput(device, warmup=0)
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
+            meter.begin()
             batch = collate([enc[i] for i in idx], tok.pad_token_id)
             per_ex, counts = token_nll(model, batch)
             for j, i in enumerate(idx):
                 nll[i], ntok[i] = float(per_ex[j]), int(counts[j])
-            seen += int(batch["attention_mask"].sum())
-    elapsed = time.perf_counter() - t0
+            lengths = [len(enc[i].input_ids) for i in idx]
+            meter.add(sum(lengths), batch["input_ids"].numel(),
+                      lora_step_flops(base.config, lengths, sum(ntok[i] for i in idx), train=False))
+            meter.end_step()
+    speed = meter.summary(peak_flops)
+    speed["peak_memory_bytes"] = peak_memory_bytes(device)
     per: dict[Any, list[float]] = {}
     for r, s, n in zip(rows, nll, ntok, strict=True):
         acc = per.setdefault(r.eval_id, [0.0, 0])
@@ -86,18 +115,40 @@ def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max
         "loss": loss, "num_tokens": tokens, "num_references": len(rows), "num_instructions": len(per),
         "per_instruction": [{"eval_id": k, "loss": v[0] / v[1], "num_tokens": v[1]}
                             for k, v in sorted(per.items(), key=lambda kv: str(kv[0]))],
-        "eval_tokens": seen, "eval_seconds": round(elapsed, 3),
-        "eval_tokens_per_second": round(seen / elapsed, 1) if elapsed > 0 else None,
+        "speed": speed,
     }
+
+
+def loss_record(model: Any, tok: Any, df: Any, cfg: dict[str, Any], meta: dict[str, Any],
+                spec: dict[str, Any], base_fp: str, adapter: Path | None, dataset: str | None,
+                threads: int = 1, peak_flops: float | None = None) -> dict[str, Any]:
+    """The results/loss/{dataset}.json record of `model` (base + adapter, already loaded): the
+    loss of eval_loss plus what it measured. The one path of both `finetune` (its model still in
+    memory) and `eval-loss` (reloaded from `adapter`). `meta`: the adapter's ADAPTER_META ({} for
+    the bare base model); `adapter`: the saved adapter folder the loss belongs to."""
+    batch_size, max_length = eval_settings(cfg)
+    ft = meta.get("config", {})
+    res = eval_loss(model, tok, df, ft.get("prompt_template", "alpaca"), batch_size, max_length, threads,
+                    peak_flops)
+    LOG.info("loss %.4f over %d tokens (%d refs, %d instructions), %s real tokens/s, peak memory %.2f GiB",
+             res["loss"], res["num_tokens"], res["num_references"], res["num_instructions"],
+             res["speed"]["real_tokens_per_second"], res["speed"]["peak_memory_bytes"] / 2**30)
+    weights = adapter / "adapter_model.safetensors" if adapter else None
+    res.update({
+        "dataset": dataset or (adapter.parent.name if adapter else None),
+        "base_model": spec, "base_model_fingerprint": base_fp,
+        "method": ft.get("method", "lora") if adapter else "base",
+        "adapter": str(adapter) if adapter else None,
+        "adapter_sha256": sha256_file(weights) if weights and weights.is_file() else None,
+        "provenance": provenance(seed=meta.get("seed"), config={"eval_loss": cfg, "finetune": ft}),
+    })
+    return res
 
 
 def run(args: argparse.Namespace) -> int:
     """Score D_eval under base model (+ adapter) and write results/loss/{dataset}.json."""
     cfg = json.loads(args.config)
-    unknown = sorted(set(cfg) - {"batch_size", "max_length"})
-    if unknown:
-        raise InstructMiningError(f"config key 'eval_loss.{unknown[0]}': unknown key")
-    batch_size, max_length = int(cfg.get("batch_size", 8)), int(cfg.get("max_length", 512))
+    batch_size, max_length = eval_settings(cfg)
     meta: dict[str, Any] = {}
     adapter = Path(args.adapter) if args.adapter else None
     if adapter is not None:
@@ -120,25 +171,24 @@ def run(args: argparse.Namespace) -> int:
     before_torch_import(args.threads)
     df = read_eval(Path(args.eval))
     from .basemodel import load_model
+    from .fingerprint import fingerprint_id
 
     tok, model = load_model(spec, method if adapter else "lora", bits, dtype)
+    base_fp = fingerprint_id(spec)
+    trained_on = meta.get("base_model_fingerprint")
+    if adapter is not None and trained_on != base_fp:
+        # The base changed under the adapter (retrained at the same path): the loss would describe
+        # a model nobody trained. Refuse instead of writing a plausible wrong number.
+        raise InstructMiningError(
+            f"{adapter}: adapter was trained on base model fingerprint {trained_on or 'unknown (older trainer)'}, "
+            f"but {spec} now has fingerprint {base_fp}: rerun its finetune (delete {adapter}, or "
+            "`snakemake --forcerun finetune`)")
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
-    res = eval_loss(model, tok, df, template, batch_size, max_length, args.threads)
-    LOG.info("loss %.4f over %d tokens (%d refs, %d instructions), %.0f tokens/s", res["loss"],
-             res["num_tokens"], res["num_references"], res["num_instructions"],
-             res["eval_tokens_per_second"] or 0)
-    weights = adapter / "adapter_model.safetensors" if adapter else None
-    res.update({
-        "dataset": args.dataset or (adapter.parent.name if adapter else None),
-        "base_model": spec, "method": method if adapter else "base",
-        "adapter": str(adapter) if adapter else None,
-        "adapter_sha256": sha256_file(weights) if weights and weights.is_file() else None,
-        "provenance": provenance(seed=meta.get("seed"), config={"eval_loss": cfg, "finetune": ft}),
-    })
-    write_json(res, args.out)
+    write_json(loss_record(model, tok, df, cfg, meta, spec, base_fp, adapter, args.dataset, args.threads),
+               args.out)
     return 0
 
 

@@ -5,7 +5,11 @@ importing Trainer costs seconds per job on CPU and the demo runs ~30 of them; th
 Trainer gives that matters here: seeded data order, response-only loss, checkpoints every
 `save_steps` with optimizer/scheduler/RNG state, and exact resume.
 
-Phases: 1 resolve arguments · 2 load model · 3 data · 4 resume · 5 train · 6 save."""
+With --eval/--loss the job then scores D_eval with the model still in memory (evaluate.loss_record,
+the code path of `eval-loss`): one base-model load per dataset instead of two. A rerun for a
+changed eval setting resumes from the final checkpoint, trains 0 steps and only re-evaluates.
+
+Phases: 1 resolve arguments · 2 load model · 3 data · 4 resume · 5 train · 6 save · 7 eval loss."""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DataError, InstructMiningError
-from .io import LOG, atomic_dir, stable_hash, write_json
+from .evaluate import eval_settings, loss_record, read_eval
+from .fingerprint import fingerprint_id
+from .io import LOG, atomic_dir, read_parquet, stable_hash, write_json
 from .plan import finetune_seed
 
 ADAPTER_META = "finetune_config.json"  # beside the adapter: how it was trained (eval reloads alike)
@@ -87,11 +93,9 @@ class FinetuneConfig:
 
 def read_dataset(path: Path, tok: Any, cfg: FinetuneConfig) -> list[Any]:
     """The dataset's rows as encoded examples (prompt labels -100)."""
-    import pandas as pd
-
     from .prompts import encode_example, format_prompt
 
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     for col in ("id", "instruction", "input", "output"):
         if col not in df.columns:
             raise DataError(path, None, col, "missing column")
@@ -135,17 +139,61 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
     return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
-def last_checkpoint(ckpt_dir: Path, fingerprint: str) -> Path | None:
-    """The newest complete checkpoint made with this fingerprint; stale ones are removed."""
+# Bump when a change to this module changes what training computes: checkpoints made by an older
+# trainer are then discarded instead of resumed.
+TRAINER_VERSION = 2
+CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt")
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Why a checkpoint made with key parts `old` cannot resume a run with `new`, for the log."""
+    if not old:
+        return "made by an older trainer without a content key"
+    what = {"base_model": "base model", "data": "dataset", "config": "finetune config",
+            "seed": "seed", "trainer": "trainer version"}
+    return "; ".join(f"{what.get(k, k)} changed: fingerprint {str(old.get(k))[:12]} != {str(new.get(k))[:12]}"
+                     for k in sorted(new) if old.get(k) != new[k]) or "fingerprint changed"
+
+
+def _checkpoint_problem(d: Path) -> str | None:
+    """Why checkpoint folder d is unusable (unreadable state, missing file, checksum mismatch)."""
+    from .evaluate import sha256_file
+
+    try:
+        state = json.loads((d / "trainer_state.json").read_text())
+        if "sha256" not in state:  # an older trainer's checkpoint: the fingerprint check discards it
+            return None
+        sums = state["sha256"]
+        for name in CHECKPOINT_FILES:
+            if not (d / name).is_file():
+                return f"{name} is missing"
+            if sums.get(name) != sha256_file(d / name):
+                return f"{name} fails its sha256 checksum"
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"trainer_state.json is unreadable ({exc})"
+    return None
+
+
+def last_checkpoint(ckpt_dir: Path, fingerprint: str, parts: dict[str, Any] | None = None) -> Path | None:
+    """The newest intact checkpoint made with this fingerprint. Stale ones (another base model,
+    dataset, config or trainer version) and corrupt ones (unreadable, missing a file or failing a
+    checksum) are logged naming the folder and removed, so training restarts from an older
+    checkpoint or from step 0."""
     if not ckpt_dir.is_dir():
         return None
     found = []
     for d in ckpt_dir.glob("step-*"):
-        state = d / "trainer_state.json"
-        if not state.is_file():
+        if not d.name.split("-")[1].isdigit() or not (d / "trainer_state.json").exists():
             continue
-        if json.loads(state.read_text())["fingerprint"] != fingerprint:
-            LOG.warning("removing stale checkpoint %s (config, data or model changed)", d)
+        problem = _checkpoint_problem(d)
+        if problem is not None:
+            LOG.warning("corrupt checkpoint %s: %s; removing it", d, problem)
+            shutil.rmtree(d)
+            continue
+        state = json.loads((d / "trainer_state.json").read_text())
+        if state.get("fingerprint") != fingerprint:
+            LOG.warning("removing stale checkpoint %s (%s); retraining from step 0",
+                        d, _changed(state.get("key_parts") or {}, parts or {}))
             shutil.rmtree(d)
             continue
         found.append((int(d.name.split("-")[1]), d))
@@ -160,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
     data, out, ckpt_dir = Path(args.data), Path(args.out), Path(args.checkpoints)
     dataset = args.dataset or data.stem
     seed = finetune_seed(dataset, cfg.seed)
+    if (args.eval is None) != (args.loss is None):
+        raise InstructMiningError("finetune: give --eval and --loss together (or neither)")
+    eval_cfg = json.loads(args.eval_config)
+    eval_settings(eval_cfg)  # an unknown key fails now, not after the training
     LOG.info("resolved arguments: %s", json.dumps({
         "dataset": dataset, "data": str(data), "out": str(out), "checkpoints": str(ckpt_dir),
-        "model": spec, "seed": seed, "threads": args.threads, "config": dataclasses.asdict(cfg)},
-        sort_keys=True))
+        "model": spec, "seed": seed, "threads": args.threads, "config": dataclasses.asdict(cfg),
+        "eval": args.eval, "eval_config": eval_cfg, "loss": args.loss}, sort_keys=True))
     from .basemodel import before_torch_import
 
     before_torch_import(args.threads)
@@ -179,12 +231,15 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(seed)
     # --- 2 load model -------------------------------------------------------------------
     tok, model = load_model(spec, cfg.method, cfg.bits, cfg.compute_dtype)
+    base_fp = fingerprint_id(spec)
+    LOG.info("base model fingerprint: %s (%s)", base_fp, spec)
     model = add_lora(model, cfg)
     LOG.info("method ran: %s; trainable parameters: %d", f"QLoRA {cfg.bits}-bit"
              if cfg.method == "qlora" else "LoRA (full-precision base)",
              sum(p.numel() for p in model.parameters() if p.requires_grad))
     # --- 3 data -------------------------------------------------------------------------
     examples = read_dataset(data, tok, cfg)
+    eval_df = read_eval(Path(args.eval)) if args.eval else None  # a bad D_eval fails before training
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_micro = math.ceil(cfg.epochs * per_epoch)
     total_steps = math.ceil(total_micro / cfg.grad_accum)
@@ -192,10 +247,13 @@ def run(args: argparse.Namespace) -> int:
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     sched = get_linear_schedule_with_warmup(opt, round(cfg.warmup_ratio * total_steps), total_steps)
     # --- 4 resume -----------------------------------------------------------------------
-    fingerprint = stable_hash({"config": dataclasses.asdict(cfg), "model": spec, "seed": seed,
-                               "data": [e.input_ids for e in examples]})
+    # Keyed by content, not names: a retrained base folder at the same path, a changed dataset or
+    # a newer trainer must restart from step 0, never resume someone else's optimizer state.
+    parts = {"base_model": base_fp, "config": stable_hash(dataclasses.asdict(cfg)), "seed": seed,
+             "data": stable_hash([e.input_ids for e in examples]), "trainer": TRAINER_VERSION}
+    fingerprint = stable_hash(parts)
     step, history = 0, []
-    ckpt = last_checkpoint(ckpt_dir, fingerprint)
+    ckpt = last_checkpoint(ckpt_dir, fingerprint, parts)
     if ckpt is not None:
         from safetensors.torch import load_file
 
@@ -246,18 +304,19 @@ def run(args: argparse.Namespace) -> int:
         step, micro = step + 1, micro + len(window)
         history.append(round(loss_sum, 6))
         if step % cfg.save_steps == 0 or step == total_steps:
-            save_checkpoint(ckpt_dir, step, model, opt, sched, fingerprint, history,
-                            peft.get_peft_model_state_dict)
+            save_checkpoint(ckpt_dir, step, model, opt, sched, {"fingerprint": fingerprint, "key_parts": parts},
+                            history, peft.get_peft_model_state_dict)
         if step % 10 == 0 or step == total_steps:
             LOG.info("step %d/%d loss %.4f", step, total_steps, loss_sum)
     speed = meter.summary(peak_flops)
     speed["peak_memory_bytes"] = peak_memory_bytes(device)
     # --- 6 save -------------------------------------------------------------------------
+    meta = {"dataset": dataset, "seed": seed, "model": spec, "base_model_fingerprint": base_fp,
+            "trainer_version": TRAINER_VERSION, "config": dataclasses.asdict(cfg)}
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
-        meta = {"dataset": dataset, "seed": seed, "model": spec, "config": dataclasses.asdict(cfg)}
         (tmp / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        write_json({"dataset": dataset, "method": cfg.method, "bits": cfg.bits if cfg.method == "qlora"
+        write_json({"dataset": dataset, "base_model_fingerprint": base_fp, "method": cfg.method, "bits": cfg.bits if cfg.method == "qlora"
                     else None, "examples": len(examples), "steps": total_steps,
                     "resumed_from_step": state["step"] if ckpt is not None else 0,
                     "final_loss": history[-1] if history else None, "loss_history": history,
@@ -267,6 +326,12 @@ def run(args: argparse.Namespace) -> int:
              "%s of the measured matmul peak, peak memory %.2f GiB", out, speed["real_tokens_per_second"],
              speed["padded_tokens_per_second"], TIMING_WARMUP_STEPS, speed["padding_waste"],
              speed["fraction_of_matmul_peak"], speed["peak_memory_bytes"] / 2**30)
+    # --- 7 eval loss --------------------------------------------------------------------
+    if eval_df is not None:
+        opt.zero_grad(set_to_none=True)  # free the last step's gradients before scoring
+        write_json(loss_record(model, tok, eval_df, eval_cfg, meta, spec, base_fp, out, dataset, args.threads,
+                               peak_flops), args.loss)
+        LOG.info("wrote %s", args.loss)
     return 0
 
 
@@ -296,18 +361,23 @@ def add_lora(model: Any, cfg: FinetuneConfig) -> Any:
     if use_gradient_checkpointing(cfg):
         # Non-reentrant checkpointing back-propagates into LoRA weights even though the frozen
         # embeddings' output does not require grad (the reentrant variant needed input grads).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.x: gradient_checkpointing_enable is a deprecated alias of this call (same
+        # default: every layer checkpointed, activations kept on the device).
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     lora = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
     return peft.get_peft_model(model, lora)
 
 
-def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, sched: Any, fingerprint: str,
+def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, sched: Any, key: dict[str, Any],
                     history: list[float], state_dict_fn: Any, keep: int = 2) -> None:
-    """Write checkpoints/step-N atomically (adapter, optimizer, scheduler, RNG); keep the newest."""
+    """Write checkpoints/step-N atomically (adapter, optimizer, scheduler, RNG, and their sha256 in
+    trainer_state.json); keep the newest. `key`: the fingerprint and its parts."""
     import torch
     from safetensors.torch import save_file
+
+    from .evaluate import sha256_file
 
     with atomic_dir(ckpt_dir / f"step-{step}") as tmp:
         save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()},
@@ -317,8 +387,9 @@ def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, sched: Any,
         # Dropout masks continue identically after a resume (the CUDA generators on a GPU).
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         torch.save({"cpu": torch.get_rng_state(), "cuda": cuda}, tmp / "rng.pt")
+        sums = {name: sha256_file(tmp / name) for name in CHECKPOINT_FILES}
         (tmp / "trainer_state.json").write_text(json.dumps(
-            {"step": step, "fingerprint": fingerprint, "loss_history": history}))
+            {"step": step, **key, "sha256": sums, "loss_history": history}))
     LOG.info("checkpoint step %d -> %s", step, ckpt_dir / f"step-{step}")
     for old in sorted(ckpt_dir.glob("step-*"), key=lambda d: int(d.name.split("-")[1]))[:-keep]:
         shutil.rmtree(old)
@@ -334,5 +405,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="adapter folder (written atomically)")
     p.add_argument("--checkpoints", required=True, help="checkpoint folder (kept across reruns)")
     p.add_argument("--dataset", default=None, help="dataset name for the seed (default: data file stem)")
+    p.add_argument("--eval", default=None, help="results/eval/eval.parquet: score it after training")
+    p.add_argument("--eval-config", default="{}", help="the eval_loss: config block as JSON")
+    p.add_argument("--loss", default=None, help="results/loss/{dataset}.json (with --eval)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=run)

@@ -87,6 +87,25 @@ def write_parquet(df: Any, path: str | os.PathLike[str], metadata: dict[str, str
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
 
 
+def read_parquet(path: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
+    """pd.read_parquet, but a truncated or corrupt file is a DataError naming it (and what to do)
+    instead of a pyarrow traceback. Intermediate files are written atomically, so a damaged one
+    was damaged after the fact (disk full on copy, a killed rsync, a manual edit)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from .errors import DataError
+
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise DataError(path, None, None, "file does not exist") from exc
+        raise DataError(path, None, None, f"unreadable parquet ({type(exc).__name__}: {exc}); the file is "
+                        "truncated or corrupt: delete it and rerun the step that writes it (Snakemake "
+                        "then rebuilds it)") from exc
+
+
 def write_tsv(df: Any, path: str | os.PathLike[str]) -> None:
     """Write a DataFrame as TSV atomically."""
     with atomic_path(path) as tmp:

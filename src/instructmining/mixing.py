@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from . import dataset_names
 from .errors import ConfigError, InstructMiningError
-from .io import derive_seed, write_parquet, write_tsv
-from .plan import dataset_kind
+from .io import derive_seed, read_parquet, write_parquet, write_tsv
 
 LOG = logging.getLogger("instructmining.mixing")
 
@@ -67,7 +67,7 @@ def make_mixtures(pool: Any, sources: list[str], n: int, size: int, seed: int, s
     available = [len(by_source[s]) for s in sources]
     out = []
     for i in range(n):
-        name = f"mix-{i:03d}"
+        name = dataset_names.mixture(i)
         mseed = derive_seed(seed, "mixture", i)
         rng = np.random.default_rng(mseed)
         r = rng.uniform(0.0, 1.0, size=len(sources)).tolist()
@@ -105,7 +105,7 @@ def make_bins(pool: Any, scores: Any, indicator: str, k: int, size: int | None, 
         if size is not None and size < len(part):
             part = part.iloc[np.sort(rng.choice(len(part), size=size, replace=False))]
         part = part.iloc[rng.permutation(len(part))].reset_index(drop=True)
-        name = f"uni-{indicator}-{b}"
+        name = dataset_names.bin_name(indicator, b)
         out.append((name, part.drop(columns="score"), {
             "dataset": name, "kind": "bin", "size": len(part), "seed": bseed, "indicator": indicator,
             "score_min": float(part["score"].min()), "score_max": float(part["score"].max()),
@@ -113,26 +113,35 @@ def make_bins(pool: Any, scores: Any, indicator: str, k: int, size: int | None, 
     return out
 
 
-def _write(rows: Any, name: str, outdir: str, meta: dict) -> None:
-    write_parquet(rows, Path(outdir) / f"{name}.parquet",
-                  metadata={"instructmining.kind": meta["kind"], "instructmining.seed": str(meta["seed"])})
+def _out_files(out: list[str], names: list[str]) -> dict[str, str]:
+    """The --out file of each dataset name (files are named <dataset>.parquet); the two lists must
+    name the same datasets, so the workflow's outputs and what the command makes cannot drift."""
+    files = {Path(p).name.removesuffix(".parquet"): p for p in out}
+    if sorted(files) != sorted(names):
+        raise InstructMiningError(f"--out names {sorted(files)} but the command makes {sorted(names)}")
+    return files
+
+
+def _write(rows: Any, path: str, meta: dict) -> None:
+    write_parquet(rows, path, metadata={"instructmining.kind": meta["kind"], "instructmining.seed": str(meta["seed"])})
 
 
 def _cmd_make_mixtures(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    pool = pd.read_parquet(args.pool)
+    pool = read_parquet(args.pool)
     sources = json.loads(args.sources) or sorted(pool.loc[pool["role"] == "train", "source"].unique())
     made = make_mixtures(pool, sources, args.n, args.size, args.seed, args.shortfall)
     manifest = [meta for _, _, meta in made]  # every mixture is drawn before any file is written
-    for name, rows, meta in made:
-        _write(rows, name, args.outdir, meta)
-    for rep in json.loads(args.repeats):
-        if made:
-            name, rows, meta = made[0]
-            rep_meta = {**meta, "dataset": f"{name}-rep{rep}", "kind": "rep"}
-            _write(rows, rep_meta["dataset"], args.outdir, rep_meta)
-            manifest.append(rep_meta)
+    if made:
+        name, rows, meta = made[0]
+        reps = [(rows, {**meta, "dataset": dataset_names.repeat(name, r), "kind": "rep"}) for r in json.loads(args.repeats)]
+        manifest += [rep_meta for _, rep_meta in reps]
+    else:
+        reps = []
+    files = _out_files(args.out, [m["dataset"] for m in manifest])
+    for rows, meta in [(rows, meta) for _, rows, meta in made] + reps:
+        _write(rows, files[meta["dataset"]], meta)
     write_tsv(pd.DataFrame(manifest), args.manifest)
     LOG.info("wrote %d mixtures of %d samples from %s", len(made), args.size, sources)
     return 0
@@ -141,10 +150,11 @@ def _cmd_make_mixtures(args: argparse.Namespace) -> int:
 def _cmd_make_bins(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    made = make_bins(pd.read_parquet(args.pool), pd.read_parquet(args.scores), args.indicator, args.k,
+    made = make_bins(read_parquet(args.pool), read_parquet(args.scores), args.indicator, args.k,
                      args.size, args.seed)
+    files = _out_files(args.out, [name for name, _, _ in made])
     for name, rows, meta in made:
-        _write(rows, name, args.outdir, meta)
+        _write(rows, files[name], meta)
     write_tsv(pd.DataFrame([m for _, _, m in made]), args.manifest)
     return 0
 
@@ -156,9 +166,9 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(args.datasets):
         name = Path(path).stem
-        df = pd.read_parquet(path, columns=["source"])
+        df = read_parquet(path, columns=["source"])
         meta = pq.read_schema(path).metadata or {}
-        row = {"dataset": name, "kind": dataset_kind(name), "size": len(df),
+        row = {"dataset": name, "kind": dataset_names.kind(name), "size": len(df),
                "seed": int(meta.get(b"instructmining.seed", b"-1"))}
         row.update({f"n_{s}": int(c) for s, c in sorted(df["source"].value_counts().items())})
         rows.append(row)
@@ -178,18 +188,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True, help="config seed (mixture proportions and draws)")
     p.add_argument("--shortfall", choices=["redistribute", "error"], default="redistribute", help="a source too small for its share: spread the rest over the others, or stop")
     p.add_argument("--repeats", default="[]", help="JSON list of seed offsets for mix-000-rep<s>")
-    p.add_argument("--outdir", required=True, help="folder for the mixture parquet files")
+    p.add_argument("--out", nargs="+", required=True, help="one <dataset>.parquet per mixture and repeat")
     p.add_argument("--manifest", required=True, help="mixtures.tsv: proportions per mixture")
     p.set_defaults(func=_cmd_make_mixtures)
 
     p = sub.add_parser("make-bins", help="write uni-<indicator>-<k> datasets for one indicator")
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
-    p.add_argument("--scores", required=True, help="results/scores/<indicator>.parquet (id, score)")
+    p.add_argument("--scores", required=True, help="the indicator's score file (id, score)")
     p.add_argument("--indicator", required=True, help="the indicator to bin by")
     p.add_argument("--k", type=int, required=True, help="number of bins K")
     p.add_argument("--size", type=lambda v: None if v == "none" else int(v), default=None, help="samples per bin (none: the whole bin)")
     p.add_argument("--seed", type=int, required=True, help="config seed (draws within a bin)")
-    p.add_argument("--outdir", required=True, help="folder for the bin parquet files")
+    p.add_argument("--out", nargs="+", required=True, help="one uni-<indicator>-<k>.parquet per bin")
     p.add_argument("--manifest", required=True, help="bins_<indicator>.tsv: score range per bin")
     p.set_defaults(func=_cmd_make_bins)
 

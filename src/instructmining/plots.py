@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from .plan import SEL_RE
+from .dataset_names import parse_selection
 
 MIX_COLOR, BIN_COLOR = "#4C72B0", "#DD8452"  # the paper's two colours: mixtures vs bins
 RULE_COLOR, RANDOM_COLOR = "#C44E52", "#8C8C8C"
@@ -116,12 +116,12 @@ def summarize_runs(runs: Any) -> Any:
     collected table of sel-{method}-{n}-{seed} datasets."""
     import pandas as pd
 
-    parsed = runs["dataset"].map(lambda d: SEL_RE.match(str(d)))
+    parsed = runs["dataset"].map(lambda d: parse_selection(str(d)))
     if parsed.isna().any():
         bad = runs["dataset"][parsed.isna()].iloc[0]
         raise ValueError(f"not a selection dataset: {bad!r}")
-    frame = runs.assign(method=parsed.map(lambda m: m.group(1)), n=parsed.map(lambda m: int(m.group(2))),
-                        seed=parsed.map(lambda m: int(m.group(3))))
+    frame = runs.assign(method=parsed.map(lambda m: m[0]), n=parsed.map(lambda m: m[1]),
+                        seed=parsed.map(lambda m: m[2]))
     rows = []
     for (method, n), g in frame.sort_values(["method", "n", "seed"]).groupby(["method", "n"], sort=True):
         rows.append({"method": method, "n": int(n), "seeds": ";".join(map(str, g["seed"])),

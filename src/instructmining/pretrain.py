@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import ConfigError, DataError
 from .io import LOG, atomic_dir
+from .model_spec import package_dir
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 # An Alpaca-format chat template so `apply_chat_template` renders the finetuning prompt.
@@ -39,16 +40,6 @@ PRETRAIN_DEFAULTS = {"corpus": "sharegpt", "vocab_size": 4096, "hidden_size": 12
 def _norm(text: str) -> str:
     """Lower-case, whitespace-collapsed text for leak checks (formatting differs between copies)."""
     return re.sub(r"\s+", " ", str(text)).strip().lower()
-
-
-def package_dir(package: str) -> Path:
-    """Folder of an installed pip package, without importing it (some __init__s need absent deps)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("base_model", f"pip package {package!r} is not installed")
-    return Path(spec.submodule_search_locations[0])
 
 
 def sharegpt_conversations() -> Iterator[list[str]]:

@@ -156,21 +156,24 @@ def read_hub(hub: str, config: str | None, split: str, revision: str | None) -> 
 
 def package_path(package: str, rel: str) -> Path:
     """A file inside an installed pip package (found without importing it)."""
-    import importlib.util
+    from .model_spec import package_dir
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"package:{package}", None, None, "pip package is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / rel
+    return package_dir(package) / rel
+
+
+def local_path(rel: str, data_root: str | None) -> Path:
+    """Where a local data file named in config lies: relative to data_root unless absolute."""
+    path = Path(rel)
+    if path.is_absolute():
+        return path
+    if not data_root:
+        raise DataError(path, None, None, "relative path but data_root is not set")
+    return Path(data_root) / path
 
 
 def data_file(rel: str, data_root: str | None) -> Path:
-    """A local data file named in config: relative to data_root unless absolute; must exist."""
-    path = Path(rel)
-    if not path.is_absolute():
-        if not data_root:
-            raise DataError(path, None, None, "relative path but data_root is not set")
-        path = Path(data_root) / path
+    """A local data file named in config (see local_path); must exist."""
+    path = local_path(rel, data_root)
     if not path.is_file():
         raise DataError(path, None, None, "file not found (check data_root and the configured path)")
     return path

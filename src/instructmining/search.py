@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import dataset_names
 from .errors import InstructMiningError
 
 LOG = logging.getLogger("instructmining.search")
@@ -86,7 +87,7 @@ def finetune_objective(ranked: Any, workdir: Path, model: str, finetune_cfg: str
     from .table import read_loss
 
     def objective(n: int) -> float:
-        name = f"sel-rule-{n}-{seed}"  # same name, hence the same finetune seed, as the workflow's
+        name = dataset_names.selection("rule", n, seed)  # same name, hence the same finetune seed, as the workflow's
         trial = workdir / stable_hash({**key, "n": n})[:16]
         loss = trial / "loss.json"
         if not loss.exists():
@@ -112,10 +113,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     pool = unseen_pool(pd.read_parquet(args.pool), args.sources)
     rule = load_rule(args.rule)
-    feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores_dir, args.embeddings)
+    feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores, args.embeddings, args.embedding_ids)
     ranked = top_n(pool, predict(rule, feats), len(pool))
     n_max = min(args.n_max or len(pool), len(pool))
+    from .fingerprint import fingerprint_id
+
+    # The base model's content, not its spec: a retrained base must not reuse cached trial losses.
     key = {"rule": rule["coefficients"], "pool": sorted(pool["id"]), "model": args.model,
+           "model_fingerprint": fingerprint_id(json.loads(args.model)),
            "finetune": args.finetune_config, "eval": args.eval_config, "seed": args.seed}
     objective = finetune_objective(ranked, Path(args.workdir), args.model, args.finetune_config,
                                    args.eval_config, args.eval, args.seed, args.threads, key)
@@ -134,18 +139,20 @@ def register(sub: Any) -> None:
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
     p.add_argument("--rule", required=True, help="rule.json path or shipped name")
     p.add_argument("--sources", nargs="*", default=None, help="unseen source labels (default: all)")
-    p.add_argument("--scores-dir", default="results/scores", help="per-sample score parquet files")
-    p.add_argument("--embeddings", default=None, help="pool embeddings .npy (for knn indicators)")
+    p.add_argument("--scores", nargs="*", default=[], help="score files <indicator>.parquet the rule needs")
+    p.add_argument("--embeddings", nargs="?", help="pool embeddings .npy (for set-level indicators)")
+    p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
     p.add_argument("--eval", required=True, help="results/eval/eval.parquet")
     p.add_argument("--model", required=True, help="base model spec as JSON")
     p.add_argument("--finetune-config", required=True, help="the finetune: block as JSON")
     p.add_argument("--eval-config", default="{}", help="the eval_loss: block as JSON")
     p.add_argument("--n-min", type=int, required=True, help="smallest subset size to try")
-    p.add_argument("--n-max", type=int, default=None, help="default: the unseen pool size")
+    p.add_argument("--n-max", type=lambda v: None if v == "none" else int(v), default=None,
+                   help="none (default): the unseen pool size")
     p.add_argument("--budget", type=int, required=True, help="finetune + eval trials")
     p.add_argument("--seed", type=int, default=1, help="searcher seed and the trials' finetune seed")
     p.add_argument("--algorithm", choices=["cfo", "blendsearch"], default="blendsearch", help="FLAML search algorithm")
-    p.add_argument("--workdir", default="results/search", help="trial cache (kept across reruns)")
+    p.add_argument("--workdir", required=True, help="trial cache (kept across reruns)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     p.add_argument("--out", required=True, help="results/analysis/size_search.json")
     p.set_defaults(func=_cmd_search)

@@ -23,12 +23,11 @@ from typing import Any
 from .errors import DataError, InstructMiningError
 
 POOL_COLUMNS = ["id", "source", "role", "instruction", "input", "output"]
-KNN_RE = re.compile(r"^knn(\d+)$")
 
 
 def shipped_rules() -> list[str]:
-    """Names of the rules shipped as package data (src/instructmining/rules/*.json)."""
-    return sorted(p.name[:-5] for p in resources.files("instructmining").joinpath("rules").iterdir()
+    """Names of the rules shipped as package data (src/instructmining/quality_rules/*.json)."""
+    return sorted(p.name[:-5] for p in resources.files("instructmining").joinpath("quality_rules").iterdir()
                   if p.name.endswith(".json"))
 
 
@@ -38,7 +37,7 @@ def load_rule(spec: str) -> dict[str, Any]:
     if path.is_file():
         raw, where = path.read_bytes(), str(path)
     elif spec in shipped_rules():
-        raw = resources.files("instructmining").joinpath("rules", f"{spec}.json").read_bytes()
+        raw = resources.files("instructmining").joinpath("quality_rules", f"{spec}.json").read_bytes()
         where, path = f"shipped rule {spec}", None
     else:
         raise InstructMiningError(f"rule {spec!r}: neither a file nor a shipped rule {shipped_rules()}")
@@ -133,7 +132,8 @@ def unseen_pool(pool: Any, sources: list[str] | None = None) -> Any:
     return rows.sort_values("id", kind="mergesort").reset_index(drop=True)
 
 
-def pool_features(ids: list[str], names: list[str], scores_dir: str, embeddings: str | None) -> Any:
+def pool_features(ids: list[str], names: list[str], score_files: list[str], embeddings: str | None,
+                  embedding_ids: str | None) -> Any:
     """Per-sample indicators for `ids`: cached per-sample scores, and KNN-i within `ids` from the
     pool embeddings (a set-level indicator: the neighbours are the other candidates). As in the
     paper, the rule fitted on mixture-level KNN-i is applied to distances within the candidate
@@ -141,23 +141,23 @@ def pool_features(ids: list[str], names: list[str], scores_dir: str, embeddings:
     import numpy as np
     import pandas as pd
 
-    from .indicators import knn_distances, sample_level_scores
+    from .indicators import registry, sample_level_scores
 
-    knn = [nm for nm in names if KNN_RE.match(nm)]
-    frame = sample_level_scores(ids, [nm for nm in names if nm not in knn], scores_dir=scores_dir)
+    set_level = [nm for nm in names if registry.info(nm).level == "set"]
+    frame = sample_level_scores(ids, [nm for nm in names if nm not in set_level], score_files)
     frame = frame.set_index("id").reindex(ids).reset_index() if len(frame) else pd.DataFrame({"id": ids})
-    if knn:
-        if not embeddings:
-            raise InstructMiningError(f"the rule needs {knn}: pass --embeddings")
+    if set_level:
+        if not embeddings or not embedding_ids:
+            raise InstructMiningError(f"the rule needs {set_level}: pass --embeddings and --embedding-ids")
         emb = np.load(embeddings)
-        emb_ids = pd.read_parquet(str(embeddings).removesuffix(".npy") + ".ids.parquet")["id"].astype(str)
+        emb_ids = pd.read_parquet(embedding_ids)["id"].astype(str)
         pos = pd.Series(np.arange(len(emb_ids)), index=emb_ids.to_numpy())
         missing = [i for i in ids if i not in pos.index]
         if missing:
             raise DataError(embeddings, f"sample {missing[0]}", "id", f"{len(missing)} ids have no embedding")
         sub = emb[pos.loc[ids].to_numpy()]
-        for nm in knn:
-            frame[nm] = knn_distances(sub, int(KNN_RE.match(nm).group(1)))
+        for nm in set_level:
+            frame[nm] = registry.create(nm).dataset_distances(sub)
     return frame
 
 
@@ -438,7 +438,8 @@ def _cmd_select_dataset(args: argparse.Namespace) -> int:
         if not args.rule:
             raise InstructMiningError("select-dataset --method rule needs --rule (rule.json or a shipped name)")
         rule = load_rule(args.rule)
-        feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores_dir, args.embeddings)
+        feats = pool_features(pool["id"].tolist(), rule["indicators"], args.scores, args.embeddings,
+                              args.embedding_ids)
         chosen = top_n(pool, predict(rule, feats), args.n)
     write_parquet(chosen[POOL_COLUMNS], args.out,
                   metadata={"kind": "selection", "seed": str(args.seed), "method": args.method})
@@ -475,8 +476,9 @@ def record_models(models: dict[str, Any], indicators: list[str], rule_path: str 
     with: local model paths relative to the rule file (absolute ones kept), a content hash of
     every local model (path or package), and the versions of the scorers."""
     from . import __version__
+    from .fingerprint import folder_fingerprint
     from .indicators import registry
-    from .indicators.models import folder_fingerprint, resolve_model
+    from .indicators.models import resolve_model
 
     rule_dir = Path(rule_path).resolve().parent
     portable, hashes = {}, {}
@@ -508,8 +510,9 @@ def check_rule_models(rule: dict[str, Any], models: dict[str, Any], overridden: 
     """Refuse to score with a recorded model whose content or scorer version changed since the
     rule was fitted (its coefficients would apply to other scales). --models overrides are the
     user's deliberate choice and are not checked."""
+    from .fingerprint import folder_fingerprint
     from .indicators import registry
-    from .indicators.models import folder_fingerprint, resolve_model
+    from .indicators.models import resolve_model
 
     for name, version in (rule.get("versions") or {}).get("indicators", {}).items():
         if registry.info(name).version != version:
@@ -571,8 +574,11 @@ def _cmd_select(args: argparse.Namespace) -> int:
               + (f" ({'; '.join(f'{r}: {c}' for r, c in reasons.most_common())})" if reasons else ""))
     count = resolve_n(n, usable, counts, data.path)
     for name in rule["indicators"]:
-        if (m := KNN_RE.match(name)) and usable <= int(m.group(1)):
-            raise InstructMiningError(f"the rule's {name} needs at least {int(m.group(1)) + 1} records; "
+        if registry.info(name).level != "set":
+            continue
+        need = registry.create(name).min_set_size
+        if usable < need:
+            raise InstructMiningError(f"the rule's {name} needs at least {need} records; "
                                       f"{data.path} has {usable} usable ({counts})")
     score_columns = [SCORE_PREFIX + nm for nm in rule["indicators"]] + [PREDICTION_COLUMN]
     check_writable(data, out, score_columns if args.with_scores else [])
@@ -629,10 +635,11 @@ def register(sub: Any) -> None:
     p.add_argument("--n", type=int, required=True, help="samples to select")
     p.add_argument("--seed", type=int, required=True, help="the dataset's seed (random draws only)")
     p.add_argument("--master-seed", type=int, default=0, help="config seed (random draws only)")
-    p.add_argument("--rule", default=None, help="rule.json path or shipped name (method rule)")
+    p.add_argument("--rule", nargs="?", help="rule.json path or shipped name (method rule)")
     p.add_argument("--sources", nargs="*", default=None, help="unseen source labels (default: all)")
-    p.add_argument("--scores-dir", default="results/scores", help="per-sample score parquet files")
-    p.add_argument("--embeddings", default=None, help="pool embeddings .npy (for knn indicators)")
+    p.add_argument("--scores", nargs="*", default=[], help="score files <indicator>.parquet the rule needs")
+    p.add_argument("--embeddings", nargs="?", help="pool embeddings .npy (for set-level indicators)")
+    p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
     p.add_argument("--out", required=True, help="results/datasets/sel-<method>-<n>-<seed>.parquet")
     p.set_defaults(func=_cmd_select_dataset)
     p = sub.add_parser(

@@ -11,8 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .dataset_names import kind as dataset_kind
+from .dataset_names import repeat_source
 from .errors import DataError
-from .plan import dataset_kind
+from .io import read_parquet
 
 FIXED = ["dataset", "kind", "loss", "log_loss"]
 
@@ -44,7 +46,7 @@ def collect(loss_files: list[str], indicator_files: list[str]) -> Any:
                         f"indicators only: {only_i})")
     rows, columns = [], None
     for name in sorted(losses):
-        frame = pd.read_parquet(inds[name])
+        frame = read_parquet(inds[name])
         if len(frame) != 1 or "dataset" not in frame.columns:
             raise DataError(inds[name], None, "dataset", f"expected one row with a dataset column, got {len(frame)} rows")
         if frame["dataset"].iloc[0] != name:
@@ -80,8 +82,6 @@ def coefficient_frame(rule: dict[str, Any]) -> Any:
 def seed_noise(table: Any, response: str = "log_loss") -> dict[str, Any] | None:
     """How much log loss moves when only the finetune seed changes: mix-NNN-rep<s> against mix-NNN.
     sd = sqrt(mean(diff^2) / 2); a rule whose residual_sd is near it explains all it can."""
-    from .plan import repeat_source
-
     if "kind" not in table.columns:
         return None
     values = dict(zip(table["dataset"], table[response].astype(float), strict=True))

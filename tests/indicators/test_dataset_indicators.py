@@ -32,15 +32,16 @@ def test_dataset_row_and_reproducible_bytes(frame, scored):
     root, emb = scored
     ds = frame.iloc[[3, 1, 7, 9, 11, 13, 15, 17, 19, 21]]
     ds.to_parquet(root / "mix-000.parquet", index=False)
-    args = ["dataset-indicators", "--dataset", str(root / "mix-000.parquet"), "--names", '["mtld", "knn6"]',
-            "--scores-dir", str(root / "scores"), "--embeddings", str(root / "pool.npy"),
+    args = ["dataset-indicators", "--data", str(root / "mix-000.parquet"), "--name", "mix-000",
+            "--names", '["mtld", "knn6"]', "--scores", str(root / "scores" / "mtld.parquet"),
+            "--embeddings", str(root / "pool.npy"),
             "--embedding-ids", str(root / "pool.ids.parquet")]
     assert main([*args, "--out", str(root / "a.parquet")]) == 0
     assert main([*args, "--out", str(root / "b.parquet")]) == 0
     assert (root / "a.parquet").read_bytes() == (root / "b.parquet").read_bytes()
     row = pd.read_parquet(root / "a.parquet")
     assert list(row.columns) == ["dataset", "mtld", "knn6"] and row.loc[0, "dataset"] == "mix-000"
-    per = sample_level_scores(list(ds["id"]), ["mtld", "knn6"], root / "scores")
+    per = sample_level_scores(list(ds["id"]), ["mtld", "knn6"], [root / "scores" / "mtld.parquet"])
     assert list(per.columns) == ["id", "mtld"]
     assert row.loc[0, "mtld"] == pytest.approx(per["mtld"].mean(), abs=1e-12)
     assert row.loc[0, "knn6"] == pytest.approx(knn_distances(emb[ds.index], 6).mean(), abs=1e-9)
@@ -49,7 +50,7 @@ def test_dataset_row_and_reproducible_bytes(frame, scored):
 def test_missing_score_names_the_sample(frame, scored):
     root, _ = scored
     with pytest.raises(InstructMiningError, match="no mtld score for sample zzz"):
-        sample_level_scores(["zzz"], ["mtld"], root / "scores")
+        sample_level_scores(["zzz"], ["mtld"], [root / "scores" / "mtld.parquet"])
 
 
 def test_score_frame_on_user_rows(alpaca, tiny_causal):
@@ -72,8 +73,9 @@ def test_knn_pool_score_file_for_binning(frame, scored):
     root, emb = scored
     out = root / "knn2.parquet"
     base = ["score", "knn2", "--pool", str(root / "pool.parquet"), "--out", str(out)]
-    assert main(base) == 2  # set-level: needs --embeddings
-    assert main([*base, "--embeddings", str(root / "pool.npy")]) == 0
+    assert main(base) == 2  # set-level: needs --embeddings and --embedding-ids
+    assert main([*base, "--embeddings", str(root / "pool.npy")]) == 2
+    assert main([*base, "--embeddings", str(root / "pool.npy"), "--embedding-ids", str(root / "pool.ids.parquet")]) == 0
     got = pd.read_parquet(out)
     assert list(got["id"]) == sorted(frame["id"])
     order = frame.reset_index(drop=True).set_index("id").index.get_indexer(got["id"])

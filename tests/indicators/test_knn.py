@@ -41,7 +41,7 @@ def test_dataset_knn_uses_only_its_samples(tmp_path):
     pool = rng.normal(size=(60, 8))
     ids = [f"s{k:03d}" for k in range(60)]
     members = ids[::3]  # 20 samples; the other 40 pool samples are nearer neighbours for many
-    row = dataset_row("mix-000", pd.DataFrame({"id": members}), ["knn2"], tmp_path, pool, ids)
+    row = dataset_row("mix-000", pd.DataFrame({"id": members}), ["knn2"], [], pool, ids)
     sub = pool[::3]
     assert row.loc[0, "knn2"] == pytest.approx(brute(sub, 2).mean(), abs=1e-12)
     assert row.loc[0, "knn2"] != pytest.approx(brute(pool, 2)[::3].mean(), abs=1e-3)

@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-GPU_RULES = {"finetune", "eval_loss", "score_pool_model", "embed_pool", "train_reward_model",
+GPU_RULES = {"finetune", "score_pool_model", "embed_pool", "train_reward_model",
              "prepare_base_model", "search_size"}
 
 

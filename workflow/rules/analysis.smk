@@ -3,8 +3,8 @@
 
 rule collect_table:
     input:
-        losses=collect_losses,
-        indicators=collect_indicators,
+        losses=group_losses,
+        indicators=group_indicators,
     output:
         table=report(
             "results/analysis/{group}.tsv",
@@ -56,9 +56,9 @@ rule fit_rule:
         criterion=config["analysis"]["criterion"],
         p_enter=config["analysis"]["p_enter"],
         p_remove=config["analysis"]["p_remove"],
-        candidates=rule_candidates(),
-        models=rule_models(),  # the scorers, recorded so `instructmining select` can reuse them
-        options=rule_options(),
+        candidates=plan.quality_rule_candidates(config),
+        models=as_json(score_plan.quality_rule_models(config)),  # reused by `instructmining select`
+        options=as_json(score_plan.quality_rule_options(config)),
     shell:
         "instructmining fit-rule --table {input.table} --criterion {params.criterion}"
         " --p-enter {params.p_enter} --p-remove {params.p_remove} --candidates {params.candidates}"

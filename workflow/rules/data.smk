@@ -3,7 +3,7 @@
 
 rule build_eval:
     input:
-        files=eval_inputs,
+        files=plan.eval_files(config),
     output:
         eval="results/eval/eval.parquet",
         eval_all="results/eval/eval_all.parquet",
@@ -19,7 +19,7 @@ rule build_eval:
         runtime=scaled_runtime(20),
     params:
         eval_config=as_json(config["eval"]),
-        data_root=data_root_flag(),
+        data_root=data_root,
         seed=config["seed"],
     shell:
         "instructmining build-eval --eval-config {params.eval_config:q} --data-root {params.data_root:q}"
@@ -28,7 +28,7 @@ rule build_eval:
 
 rule build_pool:
     input:
-        files=source_inputs,
+        files=plan.pool_files(config),
         eval_all="results/eval/eval_all.parquet",
     output:
         pool="results/pool/pool.parquet",
@@ -45,7 +45,7 @@ rule build_pool:
         runtime=scaled_runtime(60),
     params:
         sources=as_json(config["pool"]["sources"]),
-        data_root=data_root_flag(),
+        data_root=data_root,
         multiturn=config["pool"]["multiturn"],
         seed=config["seed"],
     shell:
@@ -82,7 +82,7 @@ rule make_mixtures:
     shell:
         "instructmining make-mixtures --pool {input.pool} --sources {params.sources:q} --n {params.n}"
         " --size {params.size} --seed {params.seed} --shortfall {params.shortfall}"
-        " --repeats {params.repeats:q} --outdir results/datasets --manifest {output.manifest} 2> {log}"
+        " --repeats {params.repeats:q} --out {output.datasets} --manifest {output.manifest} 2> {log}"
 
 
 rule make_bins:
@@ -112,7 +112,7 @@ rule make_bins:
     shell:
         "instructmining make-bins --pool {input.pool} --scores {input.scores}"
         " --indicator {wildcards.indicator} --k {params.k} --size {params.size} --seed {params.seed}"
-        " --outdir results/datasets --manifest {output.manifest} 2> {log}"
+        " --out {output.datasets} --manifest {output.manifest} 2> {log}"
 
 
 rule write_manifest:

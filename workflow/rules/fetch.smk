@@ -22,6 +22,6 @@ rule fetch:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(240),  # a 7B snapshot is ~13 GB
     params:
-        hub_items=fetch_items(),  # every hub id + revision/config/split; a config change refetches
+        hub_items=as_json([item.__dict__ for item in plan_fetch(config)]),  # every hub id + revision/config/split; a config change refetches
     shell:
         "instructmining fetch --items {params.hub_items:q} --manifest {output.manifest} 2> {log}"

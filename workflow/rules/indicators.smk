@@ -6,9 +6,9 @@
 rule train_reward_model:
     input:
         pool="results/pool/pool.parquet",
-        outputs=reward_training_inputs,
+        outputs=plan.reward_training_files(config),
     output:
-        model=directory(reward_model_dir()),
+        model=directory(score_plan.reward_model_dir(config)),
     log:
         "logs/train_reward_model/reward.log",
     benchmark:
@@ -22,7 +22,8 @@ rule train_reward_model:
     params:
         training=as_json(config["indicators"]["reward_training"]),
         encoder=as_json(config["indicators"].get("embedding_model")),
-        data_root=data_root_flag(),
+        encoder_stamp=spec_stamp(config["indicators"].get("embedding_model")),
+        data_root=data_root,
         seed=config["seed"],
     shell:
         "instructmining train-reward --data-root {params.data_root:q} --training {params.training:q}"
@@ -32,7 +33,7 @@ rule train_reward_model:
 
 rule score_pool:
     input:
-        unpack(score_inputs),
+        unpack(score_inputs),  # pool (+ the scorer's model folder when the workflow builds it)
     output:
         scores="results/scores/shards/{indicator}/{shard}-of-{num_shards}.parquet",
     log:
@@ -40,7 +41,7 @@ rule score_pool:
     benchmark:
         "benchmarks/score_pool/{indicator}.{shard}-of-{num_shards}.tsv"
     wildcard_constraints:
-        indicator=scorer_regex(neural=False),
+        indicator=score_plan.scorer_pattern("score_pool"),
         shard=r"\d+",
         num_shards=r"\d+",
     conda:
@@ -50,15 +51,15 @@ rule score_pool:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(60),
     params:
-        model=score_model_json,
-        role=score_model_role,
-        version=indicator_version,
-        embeddings=score_embedding_flag,
+        model=lambda wildcards: as_json(score_job(wildcards).spec),  # null: model-free
+        model_stamp=score_model_stamp,  # a package model's version: an upgrade reruns the scores
+        role=lambda wildcards: score_job(wildcards).role or "base",
+        version=lambda wildcards: score_job(wildcards).version,  # a bump reruns exactly its jobs
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["max_length"],
     shell:
         "instructmining score {wildcards.indicator} --pool {input.pool} --model {params.model:q}"
-        " --model-role {params.role} --expect-version {params.version} {params.embeddings} --shard {wildcards.shard}"
+        " --model-role {params.role} --expect-version {params.version} --shard {wildcards.shard}"
         " --num-shards {wildcards.num_shards} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --threads {threads} --out {output.scores} 2> {log}"
 
@@ -71,9 +72,40 @@ use rule score_pool as score_pool_model with:
     benchmark:
         "benchmarks/score_pool_model/{indicator}.{shard}-of-{num_shards}.tsv"
     wildcard_constraints:
-        indicator=scorer_regex(neural=True),
+        indicator=score_plan.scorer_pattern("score_pool_model"),
         shard=r"\d+",
         num_shards=r"\d+",
+
+
+# Set-level indicators (KNN-i) as a per-sample score over the whole pool (each sample's value
+# within the pool), to bin the pool by: computed from the pool embeddings, no model runs.
+rule score_pool_set:
+    input:
+        pool=score_plan.POOL,
+        embeddings=score_plan.EMBEDDINGS,
+        embedding_ids=score_plan.EMBEDDING_IDS,
+    output:
+        scores="results/scores/shards/{indicator}/{shard}-of-{num_shards}.parquet",
+    log:
+        "logs/score_pool_set/{indicator}.{shard}-of-{num_shards}.log",
+    benchmark:
+        "benchmarks/score_pool_set/{indicator}.{shard}-of-{num_shards}.tsv"
+    wildcard_constraints:
+        indicator=score_plan.scorer_pattern("score_pool_set"),
+        shard=r"\d+",
+        num_shards=r"\d+",
+    conda:
+        "../../envs/indicators.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(4000),
+        runtime=scaled_runtime(20),
+    params:
+        version=lambda wildcards: score_job(wildcards).version,
+    shell:
+        "instructmining score {wildcards.indicator} --pool {input.pool} --embeddings {input.embeddings}"
+        " --embedding-ids {input.embedding_ids} --expect-version {params.version} --shard {wildcards.shard}"
+        " --num-shards {wildcards.num_shards} --out {output.scores} 2> {log}"
 
 
 rule merge_scores:
@@ -100,7 +132,9 @@ rule merge_scores:
 rule embed_pool:
     input:
         pool="results/pool/pool.parquet",
-        model=workflow_model_dir(config["indicators"].get("embedding_model")),
+        model=score_plan.workflow_model_dirs(
+            config["indicators"].get("embedding_model")
+        ),
     output:
         embeddings="results/embeddings/pool.npy",
         ids="results/embeddings/pool.ids.parquet",
@@ -116,6 +150,7 @@ rule embed_pool:
         runtime=scaled_runtime(60),
     params:
         model=as_json(config["indicators"].get("embedding_model")),
+        model_stamp=spec_stamp(config["indicators"].get("embedding_model")),
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["knn_model_max_length"],
     shell:
@@ -141,8 +176,7 @@ rule dataset_indicators:
         runtime=scaled_runtime(10),
     params:
         names=as_json(config["indicators"]["names"]),
-        embeddings=embedding_flags,
     shell:
-        "instructmining dataset-indicators --dataset {input.dataset} --names {params.names:q}"
-        " --scores-dir results/scores {params.embeddings} --name {wildcards.dataset}"
-        " --out {output.row} 2> {log}"
+        "instructmining dataset-indicators --data {input.data} --name {wildcards.dataset}"
+        " --names {params.names:q} --scores {input.scores} --embeddings {input.embeddings}"
+        " --embedding-ids {input.embedding_ids} --out {output.row} 2> {log}"

@@ -17,14 +17,14 @@ rule select_dataset:
         mem_mb=scaled_mem_mb(2000),
         runtime=scaled_runtime(20),
     params:
-        rule=selection_rule_flag,
-        sources=selection_sources_flag(),
-        embeddings=selection_embeddings_flag,
+        rule=selection_rule,  # rule.json or a shipped name; none for random subsets
+        sources=config["selection"].get("pool") or [],  # none: every unseen source
         master_seed=config["seed"],
     shell:
         "instructmining select-dataset --pool {input.pool} --method {wildcards.method} --n {wildcards.n}"
-        " --seed {wildcards.seed} --master-seed {params.master_seed} {params.rule} {params.sources}"
-        " --scores-dir results/scores {params.embeddings} --out {output.dataset} 2> {log}"
+        " --seed {wildcards.seed} --master-seed {params.master_seed} --rule {params.rule}"
+        " --sources {params.sources} --scores {input.scores} --embeddings {input.embeddings}"
+        " --embedding-ids {input.embedding_ids} --out {output.dataset} 2> {log}"
 
 
 rule plot_selection:
@@ -62,7 +62,7 @@ rule plot_selection:
 
 rule search_size:
     input:
-        unpack(search_inputs),
+        **plan.search_files(config),
     output:
         search=report(
             "results/analysis/size_search.json",
@@ -83,15 +83,18 @@ rule search_size:
             60 * config["selection"].get("search", {}).get("budget", 8)
         ),
     params:
-        rule=selection_rule_flag,
-        sources=selection_sources_flag(),
-        embeddings=selection_embeddings_flag,
-        model=base_model_spec,
-        finetune=finetune_config,
-        eval_loss=eval_loss_config,
-        search=search_flags(),
+        rule=selection_rule,
+        sources=config["selection"].get("pool") or [],
+        model=as_json(config["base_model"]["model"]),
+        finetune=as_json(config["finetune"]),
+        eval_loss=as_json(config["eval_loss"]),
+        search=plan.search_settings(config),  # n_min, n_max, budget, algorithm, seed
+        workdir="results/search",  # trial cache, kept across reruns (not an output)
     shell:
-        "instructmining search-size --pool {input.pool} --eval {input.eval} {params.rule} {params.sources}"
-        " --scores-dir results/scores {params.embeddings} --model {params.model:q}"
-        " --finetune-config {params.finetune:q} --eval-config {params.eval_loss:q} {params.search}"
-        " --workdir results/search --threads {threads} --out {output.search} 2> {log}"
+        "instructmining search-size --pool {input.pool} --eval {input.eval} --rule {params.rule}"
+        " --sources {params.sources} --scores {input.scores} --embeddings {input.embeddings}"
+        " --embedding-ids {input.embedding_ids} --model {params.model:q}"
+        " --finetune-config {params.finetune:q} --eval-config {params.eval_loss:q}"
+        " --n-min {params.search[n_min]} --n-max {params.search[n_max]} --budget {params.search[budget]}"
+        " --algorithm {params.search[algorithm]} --seed {params.search[seed]}"
+        " --workdir {params.workdir} --threads {threads} --out {output.search} 2> {log}"

@@ -15,11 +15,11 @@ def validate_names(names: list[str]) -> None:
     _validate(list(names))
 
 
-def sample_level_scores(ids: list[str], names: list[str], scores_dir: str = "results/scores") -> Any:
-    """DataFrame: id + one float64 column per sample-level indicator, from `<scores_dir>/<name>.parquet`."""
+def sample_level_scores(ids: list[str], names: list[str], score_files: list[str]) -> Any:
+    """DataFrame: id + one float64 column per sample-level indicator, from its `<name>.parquet` score file."""
     from .aggregate import sample_level_scores as _sls
 
-    return _sls(ids, names, scores_dir)
+    return _sls(ids, names, score_files)
 
 
 def knn_distances(embeddings: Any, i: int) -> Any:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import InstructMiningError, ScorerError
+from ..io import read_parquet
 from . import registry
-from .base import check_columns
+from .base import BATCH_SIZE, MAX_LENGTH, check_columns
 
-DEFAULT_OPTIONS = {"batch_size": 8, "max_length": 512, "knn_model_max_length": 256, "device": "cpu"}
+DEFAULT_OPTIONS = {"batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "knn_model_max_length": 256, "device": "cpu"}
 
 
 def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> Any:
@@ -30,20 +32,22 @@ def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> A
                            device=opts["device"])
 
 
-def sample_level_scores(ids: list[str], names: list[str], scores_dir: str | Path = "results/scores") -> Any:
+def sample_level_scores(ids: list[str], names: list[str], score_files: Sequence[str | Path]) -> Any:
     """id + one float64 column per sample-level indicator in `names`, read from the score files
-    `<scores_dir>/<name>.parquet`, rows in the order of `ids`. Set-level names are skipped."""
+    (`<name>.parquet`, one per indicator), rows in the order of `ids`. Set-level names are skipped."""
     import pandas as pd
 
     registry.validate_names(names)
+    by_name = {Path(p).name.removesuffix(".parquet"): Path(p) for p in score_files}
     out = pd.DataFrame({"id": list(ids)})
     for name in names:
         if registry.info(name).level != "sample":
             continue
-        path = Path(scores_dir) / f"{name}.parquet"
-        if not path.exists():
-            raise InstructMiningError(f"score file {path} does not exist (run the score_pool rule for {name!r})")
-        scores = pd.read_parquet(path, columns=["id", "score"]).set_index("id")["score"]
+        path = by_name.get(name)
+        if path is None or not path.exists():
+            raise InstructMiningError(f"no score file {name}.parquet among {sorted(map(str, score_files))} "
+                                      f"(run the score_pool rule for {name!r})")
+        scores = read_parquet(path, columns=["id", "score"]).set_index("id")["score"]
         col = out["id"].map(scores)
         if col.isna().any():
             missing = out["id"][col.isna()].iloc[0]
@@ -52,7 +56,7 @@ def sample_level_scores(ids: list[str], names: list[str], scores_dir: str | Path
     return out
 
 
-def dataset_row(dataset: str, df: Any, names: list[str], scores_dir: str | Path,
+def dataset_row(dataset: str, df: Any, names: list[str], score_files: Sequence[str | Path],
                 embeddings: Any = None, embedding_ids: list[str] | None = None) -> Any:
     """One row: `dataset` + one float64 column per name. Sample-level: mean of the cached
     per-sample scores of the dataset's rows; knn<i>: mean i-th-neighbour distance within the
@@ -64,7 +68,7 @@ def dataset_row(dataset: str, df: Any, names: list[str], scores_dir: str | Path,
     ids = [str(i) for i in df["id"]]
     if not ids:
         raise InstructMiningError(f"dataset {dataset!r} has no samples")
-    per_sample = sample_level_scores(ids, names, scores_dir)
+    per_sample = sample_level_scores(ids, names, score_files)
     row: dict[str, Any] = {"dataset": dataset}
     emb = None
     for name in names:
@@ -108,7 +112,7 @@ def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict
     import pandas as pd
 
     from ..io import sha256_text
-    from .knn import embed_frame, knn_distances
+    from .knn import embed_frame
 
     registry.validate_names(names)
     frame = df.copy()
@@ -133,5 +137,5 @@ def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict
             if not spec:
                 raise InstructMiningError(f"indicator {name!r} needs the 'embedding' model")
             emb = embed_frame(frame, spec, opts["batch_size"], opts["knn_model_max_length"], opts["device"])
-        out[name] = knn_distances(emb, registry.create(name).i)
+        out[name] = registry.create(name).dataset_distances(emb)
     return out.astype({n: "float64" for n in names})

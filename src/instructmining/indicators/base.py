@@ -16,6 +16,10 @@ from .registry import IndicatorInfo
 
 LOG = logging.getLogger("instructmining.indicators")
 
+# Scorer defaults (the schema's indicators.batch_size / max_length defaults repeat them for configs).
+BATCH_SIZE = 8
+MAX_LENGTH = 512
+
 # Bump when the cache layout or the identity fields change: every cache key changes with it.
 CACHE_VERSION = 1
 
@@ -72,7 +76,7 @@ class SampleIndicator:
     prompt_version: str | None = None
     uses_max_length: bool = True
 
-    def __init__(self, model: dict[str, Any] | None = None, batch_size: int = 8, max_length: int = 512,
+    def __init__(self, model: dict[str, Any] | None = None, batch_size: int = BATCH_SIZE, max_length: int = MAX_LENGTH,
                  device: str = "cpu") -> None:
         if self.info.model is not None and not model:
             raise ScorerError(f"indicator {self.info.name!r} needs a model spec ({self.info.model} model)")

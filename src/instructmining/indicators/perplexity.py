@@ -16,7 +16,7 @@ from .base import SampleIndicator, check_text, sorted_batches
 from .registry import register
 
 
-@register("perplexity", version=1, level="sample", sign=1, model="base", sharded=True)
+@register("perplexity", version=1, level="sample", sign=1, model="base", neural=True)
 class Perplexity(SampleIndicator):
     """Perplexity of the response given the Alpaca-formatted instruction under the base LM."""
 

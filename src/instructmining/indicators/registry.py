@@ -52,8 +52,8 @@ class IndicatorInfo:
     per sample, cached over the pool, dataset value = mean) or "set" (computed within a dataset);
     sign: expected sign of the correlation with eval loss (-1: higher is better data, +1: higher is
     worse, 0: unknown); model: which configured model it needs (None, "base", "reward",
-    "embedding", "unieval"); sharded: a batched model scorer whose pool scoring fans out over
-    `indicators.shards` jobs (GPUs); summary: one line for `ls`."""
+    "embedding", "unieval"); neural: its pool score job runs a neural model in batches (that job
+    fans out over `indicators.shards` jobs and gets a GPU on SLURM); summary: one line for `ls`."""
 
     name: str
     version: int
@@ -62,13 +62,13 @@ class IndicatorInfo:
     model: str | None
     summary: str
     target: str
-    sharded: bool = False
+    neural: bool = False
 
 
 _REGISTRY: dict[str, tuple[type, IndicatorInfo]] = {}
 
 
-def register(name: str, *, version: int, level: str, sign: int, model: str | None, sharded: bool = False):
+def register(name: str, *, version: int, level: str, sign: int, model: str | None, neural: bool = False):
     """Class decorator: add an indicator class to the registry under `name`.
 
     Raises DuplicateIndicatorError when another class already holds the name."""
@@ -88,7 +88,7 @@ def register(name: str, *, version: int, level: str, sign: int, model: str | Non
                 f"indicator {name!r} is already registered by {old[1].target}; cannot register {target}"
             )
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        info = IndicatorInfo(name, version, level, sign, model, summary, target, sharded)
+        info = IndicatorInfo(name, version, level, sign, model, summary, target, neural)
         cls.info = info
         _REGISTRY[name] = (cls, info)
         return cls
@@ -99,6 +99,11 @@ def register(name: str, *, version: int, level: str, sign: int, model: str | Non
 def family(name: str) -> str:
     """The registry key of a name: `knn6` -> `knn<i>`; other names map to themselves."""
     return "knn<i>" if KNN_RE.match(name) else name
+
+
+def name_pattern(key: str) -> str:
+    """A regex matching the names of a registry key (`knn<i>` -> every knn<i> name KNN_RE takes)."""
+    return "knn[1-9][0-9]*" if key == "knn<i>" else re.escape(key)
 
 
 def known_names() -> list[str]:

@@ -22,7 +22,7 @@ from .base import SampleIndicator, check_text, prompt_text, sorted_batches
 from .registry import register
 
 
-@register("reward", version=1, level="sample", sign=-1, model="reward", sharded=True)
+@register("reward", version=1, level="sample", sign=-1, model="reward", neural=True)
 class Reward(SampleIndicator):
     """Reward-model logit of the (instruction, response) pair (higher = better response)."""
 

@@ -145,21 +145,21 @@ class _UniEval(SampleIndicator):
         return m(input_ids=inp, attention_mask=mask).logits[rows, last].float()
 
 
-@register("unieval_naturalness", version=1, level="sample", sign=-1, model="unieval", sharded=True)
+@register("unieval_naturalness", version=1, level="sample", sign=-1, model="unieval", neural=True)
 class UniEvalNaturalness(_UniEval):
     """UniEval naturalness: P(Yes) for "Is this a natural response in the dialogue?"."""
 
     dimension = "naturalness"
 
 
-@register("unieval_coherence", version=1, level="sample", sign=-1, model="unieval", sharded=True)
+@register("unieval_coherence", version=1, level="sample", sign=-1, model="unieval", neural=True)
 class UniEvalCoherence(_UniEval):
     """UniEval coherence: P(Yes) for "Is this a coherent response given the dialogue history?"."""
 
     dimension = "coherence"
 
 
-@register("unieval_understandability", version=1, level="sample", sign=-1, model="unieval", sharded=True)
+@register("unieval_understandability", version=1, level="sample", sign=-1, model="unieval", neural=True)
 class UniEvalUnderstandability(_UniEval):
     """UniEval understandability: P(Yes) for "Is this an understandable response in the dialogue?"."""
 
