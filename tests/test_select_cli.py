@@ -70,8 +70,8 @@ def test_select_rejects_bad_input(tmp_path, capsys):
     assert "bad.jsonl:line 2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
     data.write_text('{"instruction": "x", "output": "y"}\n')
-    assert main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.csv")]) == 2
-    assert "use a .jsonl, .json or .parquet file name" in capsys.readouterr().err
+    assert main(["select", "--rule", "paper-v1", "--data", str(data), "--n", "1", "--out", str(tmp_path / "o.tsv")]) == 2
+    assert "use a .jsonl, .json, .parquet or .csv file name" in capsys.readouterr().err
 
 
 def test_select_uses_the_models_recorded_in_a_fitted_rule(tmp_path):

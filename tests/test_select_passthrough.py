@@ -104,8 +104,9 @@ def test_duplicates_and_blank_records_are_dropped_and_counted(tmp_path, capsys):
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert _run(tmp_path, "d.jsonl", "o.jsonl", 4, "--on-empty", "skip") == 0
     err = capsys.readouterr().err
-    assert ("d.jsonl: 6 records read, 1 exact duplicates dropped (e.g. line 5 repeats line 2; the first is kept), "
-            "1 with a blank instruction or output skipped; 4 scored; 4 selected") in err
+    assert ("d.jsonl (alpaca): 6 records read, 1 exact duplicates dropped (e.g. line 5 repeats line 2; the first "
+            "is kept), 1 invalid skipped (instruction: empty instruction: 1); 4 scored in") in err
+    assert "; 4 of 4 selected -> " in err
     out = [_strict_json(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert out == recs  # the first occurrence is kept, the blank one is not selectable
     # the same file without --on-empty skip: the blank record is an error naming its line

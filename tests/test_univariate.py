@@ -46,10 +46,32 @@ def test_correlations_match_scipy():
         frame = bin_rows(bins, row["indicator"]) if row["scope"] == "bins" else mix
         pr = stats.pearsonr(frame[row["indicator"]], frame["loss"])
         sr = stats.spearmanr(frame[row["indicator"]], frame["loss"])
-        assert row["pearson_r"] == pytest.approx(pr.statistic) and row["pearson_p"] == pytest.approx(pr.pvalue)
-        assert row["spearman_rho"] == pytest.approx(sr.statistic) and row["spearman_p"] == pytest.approx(sr.pvalue)
-    # output_length bins are a monotone increasing loss curve: Spearman exactly 1.
-    assert out.set_index(["indicator", "scope"]).loc[("output_length", "bins"), "spearman_rho"] == pytest.approx(1.0)
+        assert row["pearson_r"] == pytest.approx(pr.statistic) and row["spearman_rho"] == pytest.approx(sr.statistic)
+        # fewer than 10 points (5 bins, 8 mixtures): exact p = P(|r| >= |r_obs|) over all orderings,
+        # checked against scipy's exact permutation test (n_resamples=inf enumerates every ordering)
+        assert row["p_method"] == "exact permutation"
+        x, y = frame[row["indicator"]].to_numpy(), frame["loss"].to_numpy()
+        for col, xs, ys in (("pearson_p", x, y), ("spearman_p", stats.rankdata(x), stats.rankdata(y))):
+            # one sample with permutation_type="pairings" enumerates the n! orderings of y
+            ref = stats.permutation_test((ys,), lambda yy, xs=xs: abs(np.corrcoef(xs, yy)[0, 1]),
+                                         permutation_type="pairings", n_resamples=np.inf, alternative="greater")
+            assert row[col] == pytest.approx(ref.pvalue)
+    # output_length bins are a monotone increasing loss curve: Spearman exactly 1, and with K = 5
+    # only 2 of the 120 orderings are as extreme: p = 1/60, not the asymptotic 0.0
+    row = out.set_index(["indicator", "scope"]).loc[("output_length", "bins")]
+    assert row["spearman_rho"] == pytest.approx(1.0) and row["spearman_p"] == pytest.approx(2 / 120)
+
+
+def test_large_samples_use_the_t_approximation():
+    rng = np.random.default_rng(1)
+    mix = pd.DataFrame({"dataset": [f"mix-{i:03d}" for i in range(30)], "reward": rng.normal(0, 1, 30)})
+    mix["loss"] = 1 - 0.1 * mix["reward"] + rng.normal(0, 0.1, 30)
+    bins = pd.DataFrame({"dataset": [f"uni-reward-{i}" for i in range(4)], "reward": [0.0, 1, 2, 3],
+                         "loss": [1.4, 1.3, 1.2, 1.1]})
+    out = correlations(mix, bins, ["reward"]).set_index("scope")
+    assert out.loc["mixtures", "p_method"] == "asymptotic"
+    assert out.loc["mixtures", "spearman_p"] == pytest.approx(stats.spearmanr(mix["reward"], mix["loss"]).pvalue)
+    assert out.loc["bins", "spearman_p"] == pytest.approx(1 / 12)  # the K = 4 case: 0.083, not 0.0
 
 
 def test_undefined_correlations_are_nan_not_zero():
@@ -74,5 +96,5 @@ def test_univariate_cli_writes_table_and_panels(tmp_path):
     args = ["univariate", "--table", str(tmp_path / "table.tsv"), "--bins", str(tmp_path / "bins.tsv"),
             "--indicators", "reward", "output_length", "--out", str(tmp_path / "u.tsv"), "--plot", str(tmp_path / "u.png")]
     assert main(args) == 0
-    assert pd.read_csv(tmp_path / "u.tsv", sep="\t").shape == (4, 7)
+    assert pd.read_csv(tmp_path / "u.tsv", sep="\t").shape == (4, 8)
     assert (tmp_path / "u.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -36,6 +36,10 @@ STAGE_MODULES = [
     "instructmining.estimate",
 ]
 
+# What a user runs by hand, listed first in --help; every other command is a workflow step that a
+# Snakemake rule calls (listed after, so the four a user needs are not lost among 28).
+USER_COMMANDS = ["select", "validate-config", "ls", "fetch", "estimate"]
+
 EPILOG = """examples:
   instructmining validate-config config/config.yaml
   instructmining ls indicators
@@ -47,16 +51,33 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instructmining",
+        usage="instructmining [-h] [--version] [--log-level LEVEL] COMMAND [options]",
         description="InstructMining: find high-quality instruction data (arXiv 2307.06290).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"instructmining {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="how much the command logs to stderr (default: INFO)")
+    # The command list is printed grouped (user commands first) in the epilog, not by argparse.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
     for name in STAGE_MODULES:
         importlib.import_module(name).register(sub)
+    parser.epilog = command_groups(sub) + "\n" + EPILOG
     return parser
+
+
+def command_groups(sub: argparse._SubParsersAction) -> str:
+    """The sub-commands as two groups: user commands (USER_COMMANDS order), then workflow steps
+    (data-flow order), each with its one-line help."""
+    helps = {a.dest: a.help or "" for a in sub._choices_actions}
+    width = max(map(len, helps)) + 2
+    user = [c for c in USER_COMMANDS if c in helps]
+    steps = [c for c in helps if c not in user]
+    lines = ["commands for users:"] + [f"  {c:<{width}}{helps[c]}" for c in user]
+    lines += ["", "workflow steps (each Snakemake rule calls one; see `instructmining COMMAND --help`):"]
+    lines += [f"  {c:<{width}}{helps[c]}" for c in steps]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

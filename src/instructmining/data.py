@@ -65,6 +65,61 @@ def _transcript_turns(text: str) -> list[tuple[str, str]]:
     return [(parts[i].lower(), parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
 
 
+def _content(value: Any) -> str:
+    """An OpenAI message's content: a string, or a list of parts whose text parts are joined."""
+    if isinstance(value, list):
+        return "".join(p.get("text") or "" for p in value if isinstance(p, dict) and p.get("type", "text") == "text")
+    return value if isinstance(value, str) else ""
+
+
+def _message_pairs(rec: dict[str, Any], path: str, where: str) -> list[tuple[str, str]]:
+    """OpenAI chat `messages` [{role, content}, ...] as (user, assistant) pairs. System messages
+    carry no instruction of their own and are left out; a user turn pairs with the reply after it."""
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+        raise DataError(path, where, "messages", "missing or not a list of {role, content} objects")
+    turns = [(m.get("role"), _content(m.get("content"))) for m in msgs if m.get("role") in ("user", "assistant")]
+    pairs = [(turns[i][1], turns[i + 1][1]) for i in range(len(turns) - 1)
+             if turns[i][0] == "user" and turns[i + 1][0] == "assistant"]
+    if not pairs:
+        raise DataError(path, where, "messages", "no user message followed by an assistant message")
+    return pairs
+
+
+# Record layouts a file can be in, and the keys that identify each (`detect_format`).
+LAYOUTS = {
+    "alpaca": "instruction + output (+ input); Dolly's instruction/context/response too",
+    "sharegpt": "conversations: [{from: human|gpt, value}]",
+    "messages": "messages: [{role: system|user|assistant, content}] (OpenAI chat)",
+    "prompt_completion": "prompt + completion",
+}
+_DOLLY = {"input": "context", "output": "response"}
+
+
+def detect_format(rec: dict[str, Any], path: str, where: str) -> tuple[str, dict[str, str]]:
+    """(layout, fields) of a record from its keys, for sources and files with format auto; an
+    error naming the record when no layout or more than one fits (then --format decides)."""
+    keys = set(rec)
+    found = []
+    if "conversations" in keys:
+        found.append(("sharegpt", {}))
+    if "messages" in keys:
+        found.append(("messages", {}))
+    if {"prompt", "completion"} <= keys:
+        found.append(("prompt_completion", {}))
+    if {"instruction", "response"} <= keys and "output" not in keys:
+        found.append(("alpaca", {k: v for k, v in _DOLLY.items() if v in keys or k == "output"}))
+    elif "instruction" in keys:  # a missing output is then reported as such
+        found.append(("alpaca", {}))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise DataError(path, where, None, f"the record fits more than one layout ({', '.join(f for f, _ in found)}); "
+                        "pass --format to say which")
+    raise DataError(path, where, None, f"no known record layout in its keys {sorted(keys)[:8]}: pass --format "
+                    f"({', '.join(LAYOUTS)}) and/or --fields (e.g. instruction=question,output=answer)")
+
+
 def extract_turns(rec: dict[str, Any], src: dict[str, Any], path: str, where: str) -> list[tuple[str, str]]:
     """The record as [(user, assistant), ...] plus an optional input context in turns[0]."""
     fmt, fields = src.get("format", "auto"), src.get("fields") or {}
@@ -86,6 +141,8 @@ def extract_turns(rec: dict[str, Any], src: dict[str, Any], path: str, where: st
                 return [("", "")]  # counted as skipped_empty by load_source
             raise DataError(path, where, "conversations", "no human/gpt exchange")
         return pairs
+    if fmt == "messages":
+        return _message_pairs(rec, path, where)
     if fmt == "conversations":
         conv = rec.get(f_ins)
         if not isinstance(conv, list) or len(conv) < 2:
@@ -241,8 +298,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sources", required=True, help="JSON list of source blocks (config pool.sources)")
     p.add_argument("--data-root", required=True, help="folder of local data files, or 'none'")
     p.add_argument("--eval", required=True, help="eval_all.parquet: instructions the guard removes from the pool")
-    p.add_argument("--multiturn", choices=["last_turn", "first_turn", "drop"], default="last_turn")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--stats", required=True)
+    p.add_argument("--multiturn", choices=["last_turn", "first_turn", "drop"], default="last_turn",
+                   help="multi-turn records: keep the last turn (earlier turns as input), the first, or drop them")
+    p.add_argument("--seed", type=int, required=True, help="config seed (per-source caps draw with it)")
+    p.add_argument("--out", required=True, help="results/pool/pool.parquet")
+    p.add_argument("--stats", required=True, help="stats.json: per-source counts (read, skipped, duplicates, ...)")
     p.set_defaults(func=_cmd_build_pool)

@@ -134,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-eval", help="build D_eval (results/eval/eval.parquet and eval_all.parquet)")
     p.add_argument("--eval-config", required=True, help="JSON of the config's eval block")
     p.add_argument("--data-root", required=True, help="folder of local data files, or 'none'")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True, help="config seed (which reference is drawn where several exist)")
     p.add_argument("--out", required=True, help="evaluated subset")
     p.add_argument("--out-all", required=True, help="every instruction (for the leakage guard)")
     p.set_defaults(func=_cmd_build_eval)

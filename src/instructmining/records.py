@@ -4,7 +4,10 @@ counted from 1, so a number in an error is the one an editor or `sed -n Np` show
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,23 +28,67 @@ def decode_utf8(raw: bytes, path: Path, line: int | None = None) -> str:
                         "(e.g. iconv -f latin1 -t utf-8)") from None
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[str, Record]]:
-    """Yield ("line N", record) for each non-blank line; malformed lines raise naming file:line."""
+def _bad(error: DataError, bad: list[DataError] | None) -> None:
+    """Raise a per-record error, or collect it when the caller skips bad records (`bad` a list)."""
+    if bad is None:
+        raise error
+    bad.append(error)
+
+
+def read_jsonl(path: Path, bad: list[DataError] | None = None) -> Iterator[tuple[str, Record]]:
+    """Yield ("line N", record) for each non-blank line; malformed lines raise naming file:line
+    (or are appended to `bad` and skipped when a list is given)."""
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            text = decode_utf8(raw, path, n).strip()
-            if not text:
-                continue
             try:
-                rec = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"line {n}", None, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(path, f"line {n}", None, f"expected a JSON object, got {type(rec).__name__}")
+                text = decode_utf8(raw, path, n).strip()
+                if not text:
+                    continue
+                try:
+                    rec = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(path, f"line {n}", None, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+                if not isinstance(rec, dict):
+                    raise DataError(path, f"line {n}", None, f"expected a JSON object, got {type(rec).__name__}")
+            except DataError as exc:
+                _bad(exc, bad)
+                continue
             yield f"line {n}", rec
 
 
-def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
+def read_csv(path: Path, bad: list[DataError] | None = None) -> Iterator[tuple[str, Record]]:
+    """Yield ("line N", record) per CSV row (N: the line the row starts on, the header is line 1);
+    every value is a string, an empty cell is "". A row with more cells than the header is bad."""
+    text = decode_utf8(path.read_bytes(), path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(path, None, None, "empty CSV file (expected a header line)") from None
+    except csv.Error as exc:
+        raise DataError(path, "line 1", None, f"malformed CSV header: {exc}") from None
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        raise DataError(path, "line 1", dup, "column name appears twice in the header")
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(path, f"line {start}", None, f"malformed CSV: {exc}") from None
+        where, start = f"line {start}", reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            _bad(DataError(path, where, None, f"{len(row)} cells but the header has {len(header)} columns "
+                           "(quote cells that contain commas)"), bad)
+            continue
+        yield where, dict(zip(header, row + [""] * (len(header) - len(row)), strict=True))
+
+
+def read_json_array(path: Path, bad: list[DataError] | None = None) -> Iterator[tuple[str, Record]]:
     """Yield ("record i", record) from a JSON array file (i from 1)."""
     text = decode_utf8(path.read_bytes(), path)
     try:
@@ -52,7 +99,8 @@ def read_json_array(path: Path) -> Iterator[tuple[str, Record]]:
         raise DataError(path, None, None, f"expected a JSON array of records, got {type(data).__name__}")
     for i, rec in enumerate(data, start=1):
         if not isinstance(rec, dict):
-            raise DataError(path, f"record {i}", None, f"expected a JSON object, got {type(rec).__name__}")
+            _bad(DataError(path, f"record {i}", None, f"expected a JSON object, got {type(rec).__name__}"), bad)
+            continue
         yield f"record {i}", rec
 
 
@@ -97,8 +145,11 @@ def read_hub(hub: str, config: str | None, split: str, revision: str | None) -> 
     try:
         ds = load_dataset(hub, config, split=split, revision=revision)
     except Exception as exc:  # datasets raises many types; the message must name the id
-        raise DataError(f"hub:{hub}", None, None, f"cannot load hub dataset ({exc}); "
-                        "on offline nodes run the `fetch` target first") from exc
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0")
+        hint = ("HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set, so only a dataset already in the cache loads: fetch it "
+                "on a machine with network (the workflow's `fetch` target), or unset it" if offline else
+                "check the id and split; on offline nodes run the workflow's `fetch` target first")
+        raise DataError(f"hub:{hub}", None, None, f"cannot load hub dataset ({type(exc).__name__}: {exc}); {hint}") from exc
     for i, rec in enumerate(ds, start=1):
         yield f"record {i}", dict(rec)
 
@@ -142,14 +193,18 @@ def iter_source(src: dict[str, Any], data_root: str | None) -> tuple[str, Iterat
     return str(path), read_file(path, src.get("format", "auto"))
 
 
-def read_file(path: Path, fmt: str = "auto") -> Iterator[tuple[str, Record]]:
+def read_file(path: Path, fmt: str = "auto", bad: list[DataError] | None = None) -> Iterator[tuple[str, Record]]:
     """The records of a local file, by format (`auto`: by extension; anything that is neither
-    .parquet nor .jsonl is read as a JSON array). The one reader path of the pool and `select`."""
+    .parquet, .jsonl nor .csv is read as a JSON array). The one reader path of the pool and
+    `select`. With `bad` a list, a malformed line/record is appended to it and skipped instead
+    of raised (a file that cannot be parsed at all still raises)."""
     suffix = path.suffix.lower()
     if fmt == "sharegpt":
         return read_json_stream(path)
     if fmt == "parquet" or suffix == ".parquet":
         return read_parquet(path)
     if fmt == "jsonl" or suffix == ".jsonl":
-        return read_jsonl(path)
-    return read_json_array(path)
+        return read_jsonl(path, bad)
+    if fmt == "csv" or suffix == ".csv":
+        return read_csv(path, bad)
+    return read_json_array(path, bad)

@@ -275,7 +275,19 @@ def describe(table: Any, names: list[str], max_vif: float = DEFAULT_MAX_VIF,
         "aic": _num(res.aic), "bic": _num(res.bic),
         "n": int(res.nobs), "df_resid": int(res.df_resid),
         "residual_sd": _num(math.sqrt(res.mse_resid)) if res.df_resid > 0 else None,
+        "standardized": standardized(table, names, res, ci, response),
     }
+
+
+def standardized(table: Any, names: list[str], res: Any, ci: Any, response: str = RESPONSE) -> dict[str, Any]:
+    """Coefficients and 95 % intervals in SD units (b * sd(x) / sd(y)): comparable across
+    indicators whose raw scales differ by orders of magnitude (tokens vs reward logits)."""
+    sd_y = float(table[response].astype(float).std(ddof=1))
+    out = {}
+    for i, name in enumerate(names, start=1):
+        k = float(table[name].astype(float).std(ddof=1)) / sd_y if sd_y > 0 else float("nan")
+        out[name] = {"coefficient": _num(res.params[i] * k), "conf_int_95": [_num(ci[i][0] * k), _num(ci[i][1] * k)]}
+    return out
 
 
 def _cmd_fit_rule(args: argparse.Namespace) -> int:
@@ -294,7 +306,10 @@ def _cmd_fit_rule(args: argparse.Namespace) -> int:
         LOG.info("candidates not estimable with the chosen ones: %s", rule["stepwise"]["steps"][-1]["skipped"])
     # The scorers behind the indicators: `instructmining select` needs them to score new data on
     # the same scales (a different reward model or tokenizer changes every coefficient's meaning).
-    rule["models"], rule["options"] = json.loads(args.models), json.loads(args.options)
+    from .selection import record_models
+
+    rule.update(record_models(json.loads(args.models), rule["indicators"], args.out))
+    rule["options"] = json.loads(args.options)
     rule["provenance"] = provenance(config={"criterion": args.criterion, "p_enter": args.p_enter,
                                             "p_remove": args.p_remove, "candidates": args.candidates,
                                             "max_vif": args.max_vif})
@@ -305,7 +320,38 @@ def _cmd_fit_rule(args: argparse.Namespace) -> int:
     steps = pd.DataFrame(rule["stepwise"]["steps"])
     steps["indicators"] = steps["indicators"].map(";".join)
     write_tsv(steps, args.steps)
+    if args.html:
+        write_rule_html(rule, coefficient_frame(rule), steps, args.html)
     return 0
+
+
+def write_rule_html(rule: dict[str, Any], coefficients: Any, steps: Any, out: str) -> None:
+    """The rule as one report page: the formula, the fit statistics, the coefficient table, the
+    standardized coefficients, the stepwise path and rule.json itself."""
+    import pandas as pd
+
+    from .htmlreport import frame_html, json_html, write_page
+
+    terms = " ".join(f"{'+' if (b or 0) >= 0 else '-'} {abs(b or 0):.4g} {n}"
+                     for n, b in ((n, rule["coefficients"][n]) for n in rule["indicators"]))
+    formula = f"log L = {rule['coefficients']['intercept']:.4g} {terms}".strip()
+    cv = rule.get("cv_r2", {})
+    stats = pd.DataFrame([{"n datasets": rule["n"], "R²": rule["r2"], "adjusted R²": rule["adj_r2"],
+                           "LOO-procedure R²": cv.get("loo_procedure"), "LOO fixed-model R²": cv.get("loo_fixed_model"),
+                           "F p-value": rule.get("f_pvalue"), "residual sd": rule.get("residual_sd"),
+                           "seed-noise sd": (rule.get("seed_noise") or {}).get("sd_log_loss")}])
+    std = pd.DataFrame([{"indicator": n, "standardized coefficient": v["coefficient"],
+                         "ci_low": v["conf_int_95"][0], "ci_high": v["conf_int_95"][1]}
+                        for n, v in (rule.get("standardized") or {}).items()])
+    write_page("The fitted rule", [
+        ("Formula", "raw indicator units; lower predicted log loss = better data", f"<p><code>{formula}</code></p>"),
+        ("Fit", CV_NOTE, frame_html(stats)),
+        ("Coefficients", "estimate, standard error, t, p, 95 % interval and VIF per term (coefficients.tsv)",
+         frame_html(coefficients)),
+        ("Standardized coefficients", "SD of log loss per SD of the indicator, 95 % interval", frame_html(std)),
+        ("Stepwise path", "one row per step (stepwise.tsv)", frame_html(steps)),
+        ("rule.json", "as `instructmining select --rule` reads it", json_html(rule)),
+    ], out)
 
 
 def register(sub: Any) -> None:
@@ -313,13 +359,15 @@ def register(sub: Any) -> None:
     p = sub.add_parser("fit-rule", help="stepwise OLS of log eval loss on indicators -> rule.json")
     p.add_argument("--table", required=True, help="results/analysis/table.tsv")
     p.add_argument("--candidates", nargs="*", default=None, help="indicators to consider (default: all columns)")
-    p.add_argument("--criterion", choices=["pvalue", "aic"], default="pvalue")
-    p.add_argument("--p-enter", type=float, default=0.05)
-    p.add_argument("--p-remove", type=float, default=0.10)
+    p.add_argument("--criterion", choices=["pvalue", "aic"], default="pvalue", help="stepwise entry/removal by p-value or AIC")
+    p.add_argument("--p-enter", type=float, default=0.05, help="an indicator enters below this p-value")
+    p.add_argument("--p-remove", type=float, default=0.10, help="an indicator leaves above this p-value")
     p.add_argument("--max-vif", type=float, default=DEFAULT_MAX_VIF, help="refuse collinear models above this VIF")
     p.add_argument("--models", default="{}", help="JSON: the scorers' model specs, recorded for `select`")
     p.add_argument("--options", default="{}", help="JSON: the scorers' options (max_length), recorded for `select`")
     p.add_argument("--out", required=True, help="rule.json")
     p.add_argument("--coefficients", required=True, help="coefficients.tsv")
     p.add_argument("--steps", required=True, help="stepwise.tsv: the selection path")
+    p.add_argument("--html", default=None, help="also write the rule, coefficients and stepwise path as one HTML "
+                   "page (for the Snakemake report)")
     p.set_defaults(func=_cmd_fit_rule)

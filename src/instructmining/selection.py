@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,12 @@ def shipped_rules() -> list[str]:
 
 def load_rule(spec: str) -> dict[str, Any]:
     """A rule from a rule.json path or a shipped name; checked to be usable for ranking."""
-    path = Path(spec)
+    path: Path | None = Path(spec)
     if path.is_file():
         raw, where = path.read_bytes(), str(path)
     elif spec in shipped_rules():
         raw = resources.files("instructmining").joinpath("quality_rules", f"{spec}.json").read_bytes()
-        where = f"shipped rule {spec}"
+        where, path = f"shipped rule {spec}", None
     else:
         raise InstructMiningError(f"rule {spec!r}: neither a file nor a shipped rule {shipped_rules()}")
     try:
@@ -72,6 +74,7 @@ def load_rule(spec: str) -> dict[str, Any]:
     for key in ("models", "options"):
         if not isinstance(rule.get(key, {}), dict):
             raise DataError(where, None, key, f"must be a JSON object, got {type(rule[key]).__name__}")
+    resolve_rule_models(rule, path)
     return rule
 
 
@@ -158,7 +161,11 @@ def pool_features(ids: list[str], names: list[str], score_files: list[str], embe
     return frame
 
 
-USER_SUFFIXES = (".json", ".jsonl", ".parquet")
+SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")  # read and written
+HUB_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name
+FORMATS = ["auto", "alpaca", "sharegpt", "messages", "prompt_completion"]
+FIELD_KEYS = ("instruction", "input", "output")
+INVALID_HINT = "or pass --on-invalid skip to skip such records (counted, listed in <out>.skipped.jsonl)"
 # With --with-scores these columns are added to each selected row. The prefix keeps them apart
 # from the user's own columns (a user column named `reward` is data, not our score).
 SCORE_PREFIX = "im_score_"
@@ -169,61 +176,155 @@ PREDICTION_COLUMN = "im_predicted_log_loss"
 class UserData:
     """A user file as read: `originals` are the records exactly as parsed (types, nesting and
     missing keys untouched), written back as they are; `samples` is the normalized view
-    (instruction, input, output as the pool normalizes them) that is scored. Both are aligned."""
+    (instruction, input, output as the pool normalizes them) that is scored. Both are aligned.
+    `skipped` lists the records left out ({where, reason, message}), `stats` counts them."""
 
-    path: Path
+    path: str
     originals: list[dict[str, Any]]
     samples: list[dict[str, str]]
     where: list[str]
     schema: Any  # the parquet schema of a .parquet input (kept for the output), else None
     stats: Counter
     duplicate_example: str | None = None
+    layout: str = "alpaca"
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, exc: DataError, reason: str | None = None) -> None:
+        """Leave a record out, counted by reason (field + the problem's first words)."""
+        if reason is None:
+            reason = f"{exc.field or 'record'}: {re.split(r' [(]|: |; ', exc.problem)[0]}"
+        self.stats["skipped"] += 1
+        self.skipped.append({"where": exc.where or "", "reason": reason, "message": str(exc)})
+
+    def reasons(self) -> Counter:
+        return Counter(s["reason"] for s in self.skipped if s["reason"] != "exact duplicate")
 
 
-def check_data_path(path: str) -> Path:
-    """The --data file: it must exist and have a known extension (checked before anything is read)."""
-    p = Path(path)
+def check_data_path(spec: str) -> Path | str:
+    """The --data argument: a local file with a known extension, or a hub dataset id
+    (`owner/name`, or `hub:ID` for anything datasets.load_dataset takes, e.g. a local dataset folder)."""
+    if spec.startswith("hub:"):
+        return spec
+    p = Path(spec)
+    if p.is_dir():
+        raise DataError(p, None, None, f"is a directory, not a data file (pass a {', '.join(SUFFIXES)} file, "
+                        f"or hub:{spec} to load the folder with datasets.load_dataset)")
     if not p.exists():
-        raise DataError(p, None, None, "file not found (check the --data path)")
-    if not p.is_file():
-        raise DataError(p, None, None, "is a directory, not a data file (pass a .json, .jsonl or .parquet file)")
-    if p.suffix.lower() not in USER_SUFFIXES:
-        raise DataError(p, None, None, f"unknown extension {p.suffix!r} (use {', '.join(USER_SUFFIXES)})")
+        if p.suffix.lower() not in SUFFIXES and HUB_RE.match(spec):
+            return "hub:" + spec
+        raise DataError(p, None, None, "file not found (check the --data path); a hub dataset is owner/name or hub:ID")
+    if p.suffix.lower() not in SUFFIXES:
+        raise DataError(p, None, None, f"unknown extension {p.suffix!r} (use {', '.join(SUFFIXES)})")
     return p
 
 
-def read_user_data(path: str, on_empty: str = "error") -> UserData:
-    """Read a .json (array) / .jsonl / .parquet file of {instruction, input?, output} records.
+def parse_fields(text: str | None) -> dict[str, str]:
+    """--fields instruction=question,input=context,output=answer -> {role: column}."""
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        key, sep, col = (x.strip() for x in part.partition("="))
+        if not sep or key not in FIELD_KEYS or not col:
+            raise InstructMiningError(f"--fields {text!r}: expected comma-separated role=column pairs with role in "
+                                      f"{', '.join(FIELD_KEYS)} (e.g. instruction=question,output=answer)")
+        out[key] = col
+    return out
 
-    Each record is normalized by the pool's own rule (data.normalize_record: NFC, trimmed, a list
-    value means its first element). As in the pool, exact duplicates (same normalized
-    instruction + input + output) keep their first occurrence and are counted; a blank
-    instruction or output is an error naming the record unless on_empty == "skip" (counted)."""
-    from .data import normalize_record
-    from .records import read_file
 
-    p = check_data_path(path)
-    src = {"label": "user", "format": "auto", "on_empty": on_empty}
+def parse_n(text: str) -> int | float:
+    """--n: a count (an integer >= 1) or a fraction of the usable records (a decimal in (0, 1])."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= 1:  # also NaN
+            raise InstructMiningError(f"--n {text}: a fraction must be a decimal in (0, 1] (e.g. 0.1 for 10 %), "
+                                      "a count a whole number >= 1") from None
+        return value
+    if value < 1:
+        raise InstructMiningError(f"--n must be a positive count (e.g. 1000) or a fraction in (0, 1] (e.g. 0.1), "
+                                  f"got {text}")
+    return value
+
+
+def resolve_n(n: int | float, usable: int, counts: str, where: str) -> int:
+    """The number of records --n asks for, checked against the usable ones."""
+    if isinstance(n, float):
+        count = math.floor(n * usable + 0.5)
+        if count < 1:
+            raise InstructMiningError(f"--n {n} of the {usable} usable records in {where} is 0 records; raise --n")
+        return count
+    if n > usable:
+        raise InstructMiningError(f"--n {n} is more than the {usable} usable records in {where} ({counts}); lower --n")
+    return n
+
+
+def read_user_data(spec: str, on_invalid: str = "error", fmt: str = "auto", fields: dict[str, str] | None = None,
+                   split: str = "train", on_empty: str = "error") -> UserData:
+    """Read a .json (array) / .jsonl / .parquet / .csv file or a hub dataset of instruction
+    records in any layout the pool reads (alpaca, sharegpt, messages, prompt_completion;
+    `auto` detects it from the first record's keys; `fields` maps other column names).
+
+    The reading and normalizing are the pool's own (records.read_file / read_hub,
+    data.normalize_record: NFC, trimmed, multi-turn -> last turn with a transcript input). As in
+    the pool, exact duplicates keep their first occurrence and are counted. A record that cannot
+    be read or normalized is an error naming it unless on_invalid == "skip" (then counted by
+    reason and listed); on_empty == "skip" skips only blank instructions/outputs."""
+    from .data import detect_format, normalize_record
+    from .records import read_file, read_hub
+
+    where_from = check_data_path(spec)
+    bad: list[DataError] | None = [] if on_invalid == "skip" else None
+    if isinstance(where_from, str):
+        display = where_from
+        records = read_hub(where_from[4:], None, split, None)
+    else:
+        display = str(where_from)
+        records = read_file(where_from, "auto", bad)
     stats: Counter = Counter()
-    data = UserData(p, [], [], [], None, stats)
+    data = UserData(display, [], [], [], None, stats)
     seen: dict[str, str] = {}
-    for where, rec in read_file(p):
+    src: dict[str, Any] | None = None
+    if fmt != "auto" or fields:
+        src = {"label": "user", "format": "alpaca" if fmt == "auto" else fmt, "fields": fields or {}}
+    for where, rec in records:
         stats["read"] += 1
-        sample = normalize_record(rec, src, str(p), where, "last_turn", stats, skip_hint="pass --on-empty skip")
+        try:
+            if src is None:  # auto: the first record decides the layout of the whole file
+                layout, found = detect_format(rec, display, where)
+                src = {"label": "user", "format": layout, "fields": found}
+            sample = normalize_record(rec, src, display, where, "last_turn", stats, skip_hint="pass --on-invalid skip")
+        except DataError as exc:
+            if on_invalid == "skip" or (on_empty == "skip" and exc.problem.startswith("empty ")):
+                data.skip(exc)
+                continue
+            if exc.where and "--on-invalid" not in exc.problem:
+                raise DataError(exc.path, exc.where, exc.field, f"{exc.problem}; fix the record, {INVALID_HINT}") from None
+            raise
         if sample is None:
             continue
         if sample["id"] in seen:
             stats["duplicates"] += 1
             data.duplicate_example = data.duplicate_example or f"{where} repeats {seen[sample['id']]}"
+            data.skipped.append({"where": where, "reason": "exact duplicate", "message": f"repeats {seen[sample['id']]}"})
             continue
         seen[sample["id"]] = where
         data.originals.append(rec)
         data.samples.append({k: sample[k] for k in ("instruction", "input", "output")})
         data.where.append(where)
-    if p.suffix.lower() == ".parquet":
+    for exc in bad or []:  # lines the reader could not parse
+        stats["read"] += 1
+        data.skip(exc)
+    data.skipped.sort(key=lambda s: int(re.sub(r"\D", "", s["where"]) or 0))
+    data.layout = src["format"] if src else fmt
+    if isinstance(where_from, Path) and where_from.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
-        data.schema = pq.read_schema(p)
+        data.schema = pq.read_schema(where_from)
     return data
 
 
@@ -239,7 +340,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
-def _json_line(rec: dict[str, Any], path: Path, where: str) -> str:
+def _json_line(rec: Any, path: str, where: str) -> str:
     try:
         return json.dumps(rec, ensure_ascii=False, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:  # NaN/Infinity, bytes, ...: JSON cannot hold them
@@ -270,13 +371,36 @@ def check_writable(data: UserData, out: Path, score_columns: list[str]) -> None:
                             f"(scores go into {SCORE_PREFIX}<indicator> and {PREDICTION_COLUMN}); rename it")
     if out.suffix == ".parquet":
         _arrow_table(data.originals, data, out)
+    elif out.suffix == ".csv":  # scalars are written as text; nested values as JSON text
+        for rec, where in zip(data.originals, data.where, strict=True):
+            for value in rec.values():
+                if isinstance(value, (list, dict)):
+                    _json_line(value, data.path, where)
     else:
         for rec, where in zip(data.originals, data.where, strict=True):
             _json_line(rec, data.path, where)
 
 
+def _csv_text(rows: list[dict[str, Any]], data: UserData, scores: dict[str, list[float]]) -> str:
+    """Rows as CSV: columns in order of first appearance (score columns last); a missing key is an
+    empty cell; a list or object value is written as its JSON text."""
+    import csv
+    import io
+
+    columns = list(dict.fromkeys(k for rec in rows for k in rec)) + list(scores)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for i, rec in enumerate(rows):
+        full = {**rec, **{k: v[i] for k, v in scores.items()}}
+        writer.writerow(["" if full.get(c) is None else
+                         _json_line(full[c], data.path, "") if isinstance(full[c], (list, dict)) else full[c]
+                         for c in columns])
+    return buf.getvalue()
+
+
 def write_selected(rows: list[dict[str, Any]], data: UserData, out: Path, scores: dict[str, list[float]]) -> None:
-    """Write rows atomically as .parquet, .jsonl (one object per line) or .json (an array), each
+    """Write rows atomically as .parquet, .csv, .jsonl (one object per line) or .json (an array), each
     row as the user had it, plus the score columns when `scores` is not empty."""
     from .io import atomic_path
 
@@ -289,6 +413,10 @@ def write_selected(rows: list[dict[str, Any]], data: UserData, out: Path, scores
             table = table.append_column(name, pa.array(values, type=pa.float64()))
         with atomic_path(out) as tmp:
             pq.write_table(table, tmp, compression="zstd")
+        return
+    if out.suffix == ".csv":
+        with atomic_path(out) as tmp:
+            tmp.write_text(_csv_text(rows, data, scores), encoding="utf-8")
         return
     lines = [_json_line({**rec, **{k: v[i] for k, v in scores.items()}}, data.path, "")
              for i, rec in enumerate(rows)]
@@ -321,8 +449,8 @@ def _cmd_select_dataset(args: argparse.Namespace) -> int:
 def check_out_path(out: str) -> Path:
     """The --out file: a known extension, not a directory, in a folder that exists."""
     p = Path(out)
-    if p.suffix not in USER_SUFFIXES:
-        raise InstructMiningError(f"--out {out}: use a .jsonl, .json or .parquet file name")
+    if p.suffix not in SUFFIXES:
+        raise InstructMiningError(f"--out {out}: use a .jsonl, .json, .parquet or .csv file name")
     if p.is_dir():
         raise InstructMiningError(f"--out {out}: is a directory; name a file inside it (e.g. {p / ('selected' + p.suffix)})")
     if not p.parent.is_dir():
@@ -343,27 +471,108 @@ def _json_object(flag: str, text: str) -> dict[str, Any]:
     return value
 
 
+def record_models(models: dict[str, Any], indicators: list[str], rule_path: str | Path) -> dict[str, Any]:
+    """What fit-rule stores so the rule works from anywhere and only with the models it was fitted
+    with: local model paths relative to the rule file (absolute ones kept), a content hash of
+    every local model (path or package), and the versions of the scorers."""
+    from . import __version__
+    from .fingerprint import folder_fingerprint
+    from .indicators import registry
+    from .indicators.models import resolve_model
+
+    rule_dir = Path(rule_path).resolve().parent
+    portable, hashes = {}, {}
+    for key, spec in models.items():
+        spec = dict(spec)
+        if spec.get("path"):
+            folder = Path(spec["path"]).resolve()
+            spec["path"] = spec["path"] if Path(spec["path"]).is_absolute() else os.path.relpath(folder, rule_dir)
+            hashes[key] = "sha256:" + folder_fingerprint(folder)
+        elif spec.get("package"):
+            hashes[key] = "sha256:" + folder_fingerprint(resolve_model(spec))
+        portable[key] = spec
+    return {"models": portable, "model_paths": "relative to this rule file", "model_hashes": hashes,
+            "versions": {"instructmining": __version__,
+                         "indicators": {n: registry.info(n).version for n in indicators}}}
+
+
+def resolve_rule_models(rule: dict[str, Any], rule_path: Path | None) -> None:
+    """Make a fitted rule's relative model paths absolute against the rule file's folder (rules
+    written before model_paths existed keep paths relative to the working directory)."""
+    if rule_path is None or rule.get("model_paths") != "relative to this rule file":
+        return
+    for spec in rule.get("models", {}).values():
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
+            spec["path"] = str((rule_path.resolve().parent / spec["path"]).resolve())
+
+
+def check_rule_models(rule: dict[str, Any], models: dict[str, Any], overridden: set[str], where: str) -> None:
+    """Refuse to score with a recorded model whose content or scorer version changed since the
+    rule was fitted (its coefficients would apply to other scales). --models overrides are the
+    user's deliberate choice and are not checked."""
+    from .fingerprint import folder_fingerprint
+    from .indicators import registry
+    from .indicators.models import resolve_model
+
+    for name, version in (rule.get("versions") or {}).get("indicators", {}).items():
+        if registry.info(name).version != version:
+            raise InstructMiningError(f"{where}: indicator {name} is version {registry.info(name).version} here but "
+                                      f"the rule was fitted with version {version}; refit the rule")
+    needed = {registry.info(n).model for n in rule["indicators"]} - {None} - overridden
+    for key, recorded in sorted((rule.get("model_hashes") or {}).items()):
+        if key not in needed or key not in models:
+            continue
+        folder = resolve_model(models[key])
+        actual = "sha256:" + folder_fingerprint(folder)
+        if actual != recorded:
+            raise InstructMiningError(f"{where}: the {key} model at {folder} changed since the rule was fitted "
+                                      f"(content hash {actual[:19]}..., rule has {recorded[:19]}...); refit the rule, "
+                                      f"or pass --models to score with another model deliberately")
+
+
+def _score_range(values: Any) -> str:
+    return f"{min(values):.4g}..{max(values):.4g}" if len(values) else "-"
+
+
+def write_skipped(data: UserData, out: Path) -> Path:
+    """<out stem>.skipped.jsonl: one line per record left out (where, reason, message); written
+    atomically, removed when nothing was left out (a stale list would mislead)."""
+    from .io import atomic_path
+
+    side = out.with_name(out.name.removesuffix(out.suffix) + ".skipped.jsonl")
+    if not data.skipped:
+        side.unlink(missing_ok=True)
+        return side
+    with atomic_path(side) as tmp:
+        tmp.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in data.skipped), encoding="utf-8")
+    return side
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
+    import time
+
     from .indicators import registry, score_frame, validate_names
 
+    t0 = time.perf_counter()
     # Cheap checks first: flags, rule and file are validated before any model is loaded.
-    if args.n < 1:
-        raise InstructMiningError(f"--n must be a positive number of records, got {args.n}")
+    n = parse_n(args.n)
+    fields = parse_fields(args.fields)
     out = check_out_path(args.out)
     rule = load_rule(args.rule)
     validate_names(rule["indicators"])
     # The rule's own scorers (paper-v1: the paper's hub models), overridden per key by --models.
-    models = {**rule.get("models", {}), **_json_object("--models", args.models)}
+    user_models = _json_object("--models", args.models)
+    models = {**rule.get("models", {}), **user_models}
     options = {**rule.get("options", {}), **_json_object("--options", args.options)}
-    data = read_user_data(args.data, args.on_empty)
+    data = read_user_data(args.data, args.on_invalid, args.format, fields, args.split, args.on_empty)
     st = data.stats
     usable = len(data.samples)
+    reasons = data.reasons()
     counts = (f"{st['read']} records read, {st['duplicates']} exact duplicates dropped"
               + (f" (e.g. {data.duplicate_example}; the first is kept)" if data.duplicate_example else "")
-              + f", {st['skipped_empty']} with a blank instruction or output skipped")
-    if args.n > usable:
-        raise InstructMiningError(f"--n {args.n} is more than the {usable} usable records in {data.path} "
-                                  f"({counts}); lower --n")
+              + f", {st['skipped']} invalid skipped"
+              + (f" ({'; '.join(f'{r}: {c}' for r, c in reasons.most_common())})" if reasons else ""))
+    count = resolve_n(n, usable, counts, data.path)
     for name in rule["indicators"]:
         if registry.info(name).level != "set":
             continue
@@ -373,31 +582,57 @@ def _cmd_select(args: argparse.Namespace) -> int:
                                       f"{data.path} has {usable} usable ({counts})")
     score_columns = [SCORE_PREFIX + nm for nm in rule["indicators"]] + [PREDICTION_COLUMN]
     check_writable(data, out, score_columns if args.with_scores else [])
+    check_rule_models(rule, models, set(user_models), args.rule)
+    if "device" not in options and any(registry.info(nm).model for nm in rule["indicators"]):
+        from .indicators.models import resolve_device
 
+        options["device"] = resolve_device(args.device)
+
+    import numpy as np
     import pandas as pd
 
     # Records are labelled by where they are in the file, so a scorer error names "line 7".
     frame = pd.DataFrame(data.samples, columns=["instruction", "input", "output"]).assign(id=data.where)
-    feats = score_frame(frame, rule["indicators"], models, options).reset_index(drop=True)
+    t_score = time.perf_counter()
+    feats = score_frame(frame, rule["indicators"], models, options, progress=True).reset_index(drop=True)
+    t_score = time.perf_counter() - t_score
     pred = predict(rule, feats, key="id")
-    chosen = top_n(pd.DataFrame({"row": range(usable)}), pred, args.n, tiebreak=None)["row"]
+    chosen = top_n(pd.DataFrame({"row": range(usable)}), pred, count, tiebreak=None)["row"]
     rows = sorted(int(r) for r in chosen)  # the user's own row order
     scores = {}
     if args.with_scores:
         scores = {SCORE_PREFIX + nm: feats[nm].to_numpy()[rows].tolist() for nm in rule["indicators"]}
         scores[PREDICTION_COLUMN] = [float(pred[r]) for r in rows]
     write_selected([data.originals[r] for r in rows], data, out, scores)
-    print(f"instructmining select: {data.path}: {counts}; {usable} scored; {len(rows)} selected -> {out}",
-          file=sys.stderr)
+    side = write_skipped(data, out)
+    rate = usable / t_score if t_score > 0 else float("inf")
+    print(f"instructmining select: {data.path} ({data.layout}): {counts}; {usable} scored in {t_score:.1f} s "
+          f"({rate:,.0f} rows/s); predicted log loss {_score_range(pred)}, selected "
+          f"{_score_range(np.asarray(pred)[rows])}; {len(rows)} of {usable} selected -> {out}"
+          + (f"; left-out records listed in {side}" if data.skipped else "")
+          + f" ({time.perf_counter() - t0:.1f} s in all)", file=sys.stderr)
     return 0
+
+
+SELECT_EXAMPLES = """examples:
+  # the paper's v1 rule on an Alpaca file, keep the best 1,000 records
+  instructmining select --rule paper-v1 --data alpaca_data.json --n 1000 --out best.jsonl
+  # a rule fitted by the workflow; keep the best 10 %, with the scores, as parquet
+  instructmining select --rule results/analysis/rule.json --data chats.jsonl --n 0.1 --out best.parquet --with-scores
+  # ShareGPT / OpenAI messages / prompt-completion files are detected; other columns are mapped
+  instructmining select --rule rule.json --data qa.csv --fields instruction=question,output=answer --n 500 --out best.csv
+  # a hub dataset (cached or online), skipping and listing records that cannot be used
+  instructmining select --rule rule.json --data databricks/databricks-dolly-15k --split train --n 2000 \\
+      --out best.jsonl --on-invalid skip
+"""
 
 
 def register(sub: Any) -> None:
     """Add `select-dataset` (workflow) and `select` (any user file)."""
     p = sub.add_parser("select-dataset", help="sel-{rule|random}-{n}-{seed} from the unseen pool")
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
-    p.add_argument("--method", required=True, choices=["rule", "random"])
-    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--method", required=True, choices=["rule", "random"], help="rule: lowest predicted loss; random: the baseline")
+    p.add_argument("--n", type=int, required=True, help="samples to select")
     p.add_argument("--seed", type=int, required=True, help="the dataset's seed (random draws only)")
     p.add_argument("--master-seed", type=int, default=0, help="config seed (random draws only)")
     p.add_argument("--rule", nargs="?", help="rule.json path or shipped name (method rule)")
@@ -405,26 +640,41 @@ def register(sub: Any) -> None:
     p.add_argument("--scores", nargs="*", default=[], help="score files <indicator>.parquet the rule needs")
     p.add_argument("--embeddings", nargs="?", help="pool embeddings .npy (for set-level indicators)")
     p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="results/datasets/sel-<method>-<n>-<seed>.parquet")
     p.set_defaults(func=_cmd_select_dataset)
     p = sub.add_parser(
-        "select", help="apply a rule to a user dataset and keep the best n rows",
-        description="Score every record of a user file with a rule and write the n records with the lowest "
-        "predicted log loss. Records are written exactly as read (same keys, types, nesting; in file order). "
-        "Records are normalized as the pool is (NFC, trimmed); exact duplicates (same normalized instruction, "
-        "input and output) keep the first and are counted; a blank instruction or output is an error unless "
-        "--on-empty skip. A summary line with the counts goes to stderr.")
+        "select", help="apply a rule to your instruction data and keep the best n records",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SELECT_EXAMPLES,
+        description="Score every record of a data file (or hub dataset) with a rule and write the n records with "
+        "the lowest predicted log loss, exactly as read (same keys, types, nesting; in file order).\n"
+        "Records are read and normalized as the pool is (NFC, trimmed; multi-turn: the last turn, earlier turns "
+        "as input); exact duplicates keep the first and are counted. A summary line goes to stderr.")
     p.add_argument("--rule", required=True, help=f"rule.json path or shipped name ({', '.join(shipped_rules())})")
-    p.add_argument("--data", required=True, help=".json (array)/.jsonl/.parquet records with instruction, output "
-                   "and optional input (strings)")
-    p.add_argument("--n", type=int, required=True, help="how many records to keep (at most the usable records)")
-    p.add_argument("--out", required=True, help=".jsonl, .json or .parquet (by extension); the folder must exist")
+    p.add_argument("--data", required=True, help="a .json (array), .jsonl, .parquet or .csv file, or a hub dataset "
+                   "id (owner/name, or hub:ID for anything datasets.load_dataset takes)")
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="record layout: alpaca (instruction/input/output; Dolly's context/response too), sharegpt "
+                   "(conversations), messages (OpenAI chat), prompt_completion; auto: from the first record's keys")
+    p.add_argument("--fields", default=None, metavar="ROLE=COLUMN,...",
+                   help="map your column names, e.g. instruction=question,input=context,output=answer (alpaca layout)")
+    p.add_argument("--split", default="train", help="split of a hub dataset (default: train)")
+    p.add_argument("--n", required=True, help="records to keep: a count (1000) or a fraction of the usable "
+                   "records (0.1 = 10 %%)")
+    p.add_argument("--out", required=True, help="output file, .jsonl, .json, .parquet or .csv (by extension); "
+                   "its folder must exist")
     p.add_argument("--models", default="{}",
                    help='JSON {"base"|"reward"|"embedding"|"unieval": model spec}; overrides the rule\'s own models')
-    p.add_argument("--options", default="{}", help="JSON: scorer options (batch_size, max_length, ...)")
+    p.add_argument("--options", default="{}",
+                   help='JSON scorer options: batch_size, max_length, knn_model_max_length, device (e.g. \'{"batch_size": 32}\')')
+    p.add_argument("--device", default="auto", help="where model scorers run: auto (cuda when a GPU is visible, "
+                   "else cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--on-invalid", choices=["error", "skip"], default="error",
+                   help="a record that cannot be read or used (malformed line, missing or blank field, wrong type): "
+                   "stop with an error naming it (default), or skip it, count it by reason and list it in "
+                   "<out>.skipped.jsonl")
     p.add_argument("--on-empty", choices=["error", "skip"], default="error",
-                   help="a record whose instruction or output is blank: stop with an error naming it "
-                   "(default), or skip it and count it")
+                   help="skip only records whose instruction or output is blank (older flag; --on-invalid skip "
+                   "covers this)")
     p.add_argument("--with-scores", action="store_true",
                    help=f"add {SCORE_PREFIX}<indicator> per rule indicator and {PREDICTION_COLUMN} to each row "
                    "(an error if a record already has such a field)")

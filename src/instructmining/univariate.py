@@ -10,7 +10,33 @@ from typing import Any
 
 from .errors import DataError
 
-COLUMNS = ["indicator", "scope", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"]
+COLUMNS = ["indicator", "scope", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "p_method"]
+# Below this many points the p-values are exact: every permutation of y is enumerated (9! = 362,880).
+# The usual t/normal approximations are badly off there (K = 4 bins, rho = 1: exact p = 1/12, not 0).
+EXACT_BELOW = 10
+
+
+def exact_permutation_p(x: Any, y: Any) -> tuple[float, float]:
+    """Two-sided exact permutation p-values of Pearson's r and Spearman's rho: the share of all
+    n! orderings of y whose |statistic| reaches the observed one (ties and all)."""
+    import itertools
+
+    import numpy as np
+    from scipy.stats import rankdata
+
+    def stats_of(xs: Any, perms: Any) -> Any:
+        xc = (xs - xs.mean()) / np.linalg.norm(xs - xs.mean())
+        yc = perms - perms.mean(axis=1, keepdims=True)
+        return yc @ xc / np.linalg.norm(yc, axis=1)
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    perms = np.array(list(itertools.permutations(range(len(y)))))
+    out = []
+    for xs, ys in ((x, y), (rankdata(x), rankdata(y))):
+        null = stats_of(xs, ys[perms])
+        observed = stats_of(xs, ys[None, :])[0]
+        out.append(float(np.mean(np.abs(null) >= abs(observed) * (1 - 1e-9))))  # float slack: a tie counts
+    return out[0], out[1]
 
 
 def bin_rows(bins: Any, indicator: str) -> Any:
@@ -22,8 +48,8 @@ def bin_rows(bins: Any, indicator: str) -> Any:
 
 
 def _corr(x: Any, y: Any) -> dict[str, float]:
-    """Pearson and Spearman with p-values; NaN where undefined (n < 3 for Spearman's p, or a
-    constant input), never a made-up 0."""
+    """Pearson and Spearman with p-values: exact (all permutations) for n < EXACT_BELOW, else
+    scipy's t approximation; NaN where undefined (n < 2 or a constant input), never a made-up 0."""
     import warnings
 
     import numpy as np
@@ -31,13 +57,17 @@ def _corr(x: Any, y: Any) -> dict[str, float]:
 
     nan = float("nan")
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"pearson_r": nan, "pearson_p": nan, "spearman_rho": nan, "spearman_p": nan}
+        return {"pearson_r": nan, "pearson_p": nan, "spearman_rho": nan, "spearman_p": nan, "p_method": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scipy warns for n = 2; the NaN says it
         pr = stats.pearsonr(x, y)
         sr = stats.spearmanr(x, y)
-    return {"pearson_r": float(pr.statistic), "pearson_p": float(pr.pvalue),
-            "spearman_rho": float(sr.statistic), "spearman_p": float(sr.pvalue)}
+    out = {"pearson_r": float(pr.statistic), "pearson_p": float(pr.pvalue),
+           "spearman_rho": float(sr.statistic), "spearman_p": float(sr.pvalue), "p_method": "asymptotic"}
+    if 3 <= len(x) < EXACT_BELOW:
+        out["pearson_p"], out["spearman_p"] = exact_permutation_p(x, y)
+        out["p_method"] = "exact permutation"
+    return out
 
 
 def correlations(table: Any, bins: Any, indicators: list[str], response: str = "loss") -> Any:
@@ -66,8 +96,16 @@ def _cmd_univariate(args: argparse.Namespace) -> int:
     table = pd.read_csv(args.table, sep="\t")
     table = table[table["kind"] == "mixture"]  # rep rows repeat a mixture with another seed
     bins = pd.read_csv(args.bins, sep="\t")
-    write_tsv(correlations(table, bins, args.indicators), args.out)
+    corr = correlations(table, bins, args.indicators)
+    write_tsv(corr, args.out)
     plot_univariate(table, bins, args.indicators, args.plot)
+    if args.html:
+        from .htmlreport import frame_html, write_page
+
+        write_page("Univariate correlations with eval loss", [(
+            "Pearson and Spearman", f"p_method: exact permutation (all n! orderings) below {EXACT_BELOW} points, "
+            "else the t approximation; empty cells are undefined (too few points or a constant input)",
+            frame_html(corr))], args.html)
     return 0
 
 
@@ -78,5 +116,6 @@ def register(sub: Any) -> None:
     p.add_argument("--bins", required=True, help="bin datasets table (results/analysis/bins.tsv)")
     p.add_argument("--indicators", nargs="+", required=True, help="binned indicators (config bins.indicators)")
     p.add_argument("--out", required=True, help="univariate.tsv")
-    p.add_argument("--plot", required=True, help="univariate.png: one panel per indicator")
+    p.add_argument("--plot", required=True, help="univariate.png: one panel per indicator (+ univariate.svg)")
+    p.add_argument("--html", default=None, help="also write the table as an HTML page (for the Snakemake report)")
     p.set_defaults(func=_cmd_univariate)

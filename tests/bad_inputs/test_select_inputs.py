@@ -29,8 +29,8 @@ CASES = [
     # --- the data file ---
     ("data-missing", {}, ["--data", "nope.jsonl"], "nope.jsonl: file not found (check the --data path)"),
     ("data-is-directory", {"d.jsonl/x": b""}, ["--data", "d.jsonl"], "d.jsonl: is a directory"),
-    ("data-unknown-extension", {"d.csv": b"instruction,output\n"}, ["--data", "d.csv"],
-     "d.csv: unknown extension '.csv' (use .json, .jsonl, .parquet)"),
+    ("data-unknown-extension", {"d.txt": b"instruction,output\n"}, ["--data", "d.txt"],
+     "d.txt: unknown extension '.txt' (use .json, .jsonl, .parquet, .csv)"),
     ("latin1-jsonl", {"data.jsonl": _jsonl(GOOD[0]) + '{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1")},
      [], "data.jsonl:line 2: not valid UTF-8 (byte 0xe9); re-save the file as UTF-8"),
     ("latin1-json-array", {"d.json": '[\n{"instruction": "a", "output": "b"},\n{"instruction": "\xe9", "output": "c"}]'
@@ -50,7 +50,7 @@ CASES = [
      "data.jsonl:line 1: field 'instruction': expected a string, got dict"),
     ("blank-instruction", {"data.jsonl": _jsonl(GOOD[0], {**GOOD[1], "instruction": " \t\n "})}, [],
      "data.jsonl:line 2: field 'instruction': empty instruction (blank after trimming whitespace): fill it in "
-     "or remove the record, or pass --on-empty skip"),
+     "or remove the record, or pass --on-invalid skip"),
     ("empty-output-json", {"d.json": json.dumps([{**GOOD[0], "output": ""}, GOOD[1]]).encode()},
      ["--data", "d.json"], "d.json:record 1: field 'output': empty output"),
     ("corrupt-parquet", {"d.parquet": b"PAR1 this is not parquet"}, ["--data", "d.parquet"],
@@ -62,7 +62,11 @@ CASES = [
     ("score-column-taken", {"data.jsonl": _jsonl(GOOD[0], {**GOOD[1], "im_score_mtld": 3})}, ["--with-scores"],
      "data.jsonl:line 2: field 'im_score_mtld': --with-scores would overwrite this user field"),
     # --- --n ---
-    ("n-zero", {}, ["--n", "0"], "--n must be a positive number of records, got 0"),
+    ("n-zero", {}, ["--n", "0"], "--n must be a positive count (e.g. 1000) or a fraction in (0, 1] (e.g. 0.1), got 0"),
+    ("n-negative", {}, ["--n", "-5"], "--n must be a positive count"),
+    ("n-fraction-above-one", {}, ["--n", "1.5"], "--n 1.5: a fraction must be a decimal in (0, 1]"),
+    ("n-not-a-number", {}, ["--n", "ten"], "--n ten: a fraction must be a decimal in (0, 1]"),
+    ("n-fraction-rounds-to-zero", {}, ["--n", "0.01"], "--n 0.01 of the 4 usable records in data.jsonl is 0 records"),
     ("n-more-than-usable", {"data.jsonl": _jsonl(*GOOD[:3], GOOD[0])}, ["--n", "4"],
      "--n 4 is more than the 3 usable records in data.jsonl (4 records read, 1 exact duplicates dropped "
      "(e.g. line 4 repeats line 1; the first is kept)"),
@@ -71,7 +75,7 @@ CASES = [
     # --- --out ---
     ("out-is-directory", {"out/sel.jsonl/x": b""}, [], "--out out/sel.jsonl: is a directory"),
     ("out-folder-missing", {}, ["--out", "missing/sel.jsonl"], "folder missing does not exist; create it first"),
-    ("out-unknown-extension", {}, ["--out", "out/sel.csv"], "use a .jsonl, .json or .parquet file name"),
+    ("out-unknown-extension", {}, ["--out", "out/sel.tsv"], "use a .jsonl, .json, .parquet or .csv file name"),
     # --- the rule ---
     ("rule-is-list", {"rule.json": b"[1, 2]"}, [], "rule.json: a rule is a JSON object with 'indicators' and "
      "'coefficients', got a list"),

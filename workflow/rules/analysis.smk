@@ -33,23 +33,14 @@ rule fit_rule:
     input:
         table="results/analysis/table.tsv",
     output:
-        rule=report(
-            "results/analysis/rule.json",
+        rule="results/analysis/rule.json",
+        coefficients="results/analysis/coefficients.tsv",
+        steps="results/analysis/stepwise.tsv",
+        html=report(
+            "results/analysis/rule.html",
             caption="../report/rule.rst",
             category="Regression",
-            labels={"result": "rule.json"},
-        ),
-        coefficients=report(
-            "results/analysis/coefficients.tsv",
-            caption="../report/coefficients.rst",
-            category="Regression",
-            labels={"result": "coefficients"},
-        ),
-        steps=report(
-            "results/analysis/stepwise.tsv",
-            caption="../report/stepwise.rst",
-            category="Regression",
-            labels={"result": "stepwise path"},
+            labels={"result": "rule, coefficients, stepwise path"},
         ),
     log:
         "logs/fit_rule/fit_rule.log",
@@ -72,7 +63,8 @@ rule fit_rule:
         "instructmining fit-rule --table {input.table} --criterion {params.criterion}"
         " --p-enter {params.p_enter} --p-remove {params.p_remove} --candidates {params.candidates}"
         " --models {params.models:q} --options {params.options:q}"
-        " --out {output.rule} --coefficients {output.coefficients} --steps {output.steps} 2> {log}"
+        " --out {output.rule} --coefficients {output.coefficients} --steps {output.steps}"
+        " --html {output.html} 2> {log}"
 
 
 rule plot_fit:
@@ -80,11 +72,19 @@ rule plot_fit:
         rule="results/analysis/rule.json",
         table="results/analysis/table.tsv",
     output:
-        plot=report(
-            "results/analysis/fit.png",
+        plot="results/analysis/fit.png",
+        svg=report(
+            "results/analysis/fit.svg",
             caption="../report/fit.rst",
             category="Regression",
             labels={"result": "fit"},
+        ),
+        coefficients="results/analysis/coefficients.png",
+        coefficients_svg=report(
+            "results/analysis/coefficients.svg",
+            caption="../report/coefficients.rst",
+            category="Regression",
+            labels={"result": "standardized coefficients"},
         ),
     log:
         "logs/plot_fit/plot_fit.log",
@@ -97,7 +97,8 @@ rule plot_fit:
         mem_mb=scaled_mem_mb(1000),
         runtime=scaled_runtime(10),
     shell:
-        "instructmining plot-fit --rule {input.rule} --table {input.table} --out {output.plot} 2> {log}"
+        "instructmining plot-fit --rule {input.rule} --table {input.table} --out {output.plot}"
+        " --coefficients {output.coefficients} 2> {log}"
 
 
 rule univariate:
@@ -105,14 +106,16 @@ rule univariate:
         table="results/analysis/table.tsv",
         bins="results/analysis/bins.tsv",
     output:
-        table=report(
-            "results/analysis/univariate.tsv",
+        table="results/analysis/univariate.tsv",
+        html=report(
+            "results/analysis/univariate.html",
             caption="../report/univariate_table.rst",
             category="Univariate",
             labels={"result": "correlations"},
         ),
-        plot=report(
-            "results/analysis/univariate.png",
+        plot="results/analysis/univariate.png",
+        svg=report(
+            "results/analysis/univariate.svg",
             caption="../report/univariate.rst",
             category="Univariate",
             labels={"result": "panels"},
@@ -131,4 +134,4 @@ rule univariate:
         indicators=config["bins"]["indicators"],
     shell:
         "instructmining univariate --table {input.table} --bins {input.bins} --indicators {params.indicators}"
-        " --out {output.table} --plot {output.plot} 2> {log}"
+        " --out {output.table} --plot {output.plot} --html {output.html} 2> {log}"

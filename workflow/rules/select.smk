@@ -31,14 +31,16 @@ rule plot_selection:
     input:
         runs="results/analysis/selection_runs.tsv",
     output:
-        table=report(
-            "results/analysis/selection.tsv",
+        table="results/analysis/selection.tsv",
+        html=report(
+            "results/analysis/selection.html",
             caption="../report/selection_table.rst",
             category="Selection",
             labels={"result": "loss per n"},
         ),
-        plot=report(
-            "results/analysis/selection.png",
+        plot="results/analysis/selection.png",
+        svg=report(
+            "results/analysis/selection.svg",
             caption="../report/selection.rst",
             category="Selection",
             labels={"result": "rule vs random"},
@@ -54,7 +56,8 @@ rule plot_selection:
         mem_mb=scaled_mem_mb(1000),
         runtime=scaled_runtime(10),
     shell:
-        "instructmining plot-selection --table {input.runs} --out {output.table} --plot {output.plot} 2> {log}"
+        "instructmining plot-selection --table {input.runs} --out {output.table} --plot {output.plot}"
+        " --html {output.html} 2> {log}"
 
 
 rule search_size:

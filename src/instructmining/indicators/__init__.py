@@ -29,11 +29,12 @@ def knn_distances(embeddings: Any, i: int) -> Any:
     return _knn(embeddings, i)
 
 
-def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict[str, Any]) -> Any:
+def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict[str, Any],
+                progress: bool = False) -> Any:
     """Per-sample indicator columns for an arbitrary frame (instruction, input, output), from scratch."""
     from .aggregate import score_frame as _sf
 
-    return _sf(df, names, models, options)
+    return _sf(df, names, models, options, progress=progress)
 
 
 __all__ = ["validate_names", "sample_level_scores", "knn_distances", "score_frame"]

@@ -88,13 +88,27 @@ def dataset_row(dataset: str, df: Any, names: list[str], score_files: Sequence[s
     return pd.DataFrame([row]).astype({n: "float64" for n in names})
 
 
-def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict[str, Any]) -> Any:
+def _score_in_chunks(scorer: Any, frame: Any, name: str) -> list[float]:
+    """scorer.score over chunks of rows with a tqdm bar (model scorers on user data: minutes)."""
+    from .base import progress
+
+    size = max(64, 16 * scorer.batch_size)
+    values: list[float] = []
+    with progress(len(frame), name) as bar:
+        for start in range(0, len(frame), size):
+            values += scorer.score(frame.iloc[start : start + size])
+            bar.update(min(size, len(frame) - start))
+    return values
+
+
+def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict[str, Any],
+                progress: bool = False) -> Any:
     """Per-sample indicator columns computed from scratch for an arbitrary frame with columns
     instruction, input, output (and optionally id): id + one float64 column per name. knn<i> is
     computed within this frame (each row's distance to its i-th neighbour in the frame).
 
     models: {"base"|"reward"|"embedding"|"unieval": model spec}; options: batch_size,
-    max_length, knn_model_max_length, device."""
+    max_length, knn_model_max_length, device. progress: a tqdm bar per model scorer."""
     import pandas as pd
 
     from ..io import sha256_text
@@ -114,7 +128,9 @@ def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict
     for name in names:
         info = registry.info(name)
         if info.level == "sample":
-            out[name] = make_scorer(name, models, options).score(frame)
+            scorer = make_scorer(name, models, options)
+            use_bar = progress and info.model is not None
+            out[name] = _score_in_chunks(scorer, frame, name) if use_bar else scorer.score(frame)
             continue
         if emb is None:
             spec = models.get("embedding")
