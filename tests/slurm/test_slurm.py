@@ -51,8 +51,9 @@ def _env() -> dict:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, pytestconfig):
     """Bring the cluster up (idempotent); afterwards stop only the daemons this fixture started."""
+    pytestconfig.im_slurm_summary = SUMMARY  # printed at the end of the session (conftest.py)
     state = tmp_path_factory.mktemp("slurm-state")
     env = {**_env(), "IM_SLURM_STATE": str(state)}
     t0 = time.perf_counter()
