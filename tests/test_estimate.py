@@ -12,7 +12,7 @@ SCRIPT = """
 import sys
 from instructmining.cli import main
 rc = main(["estimate", "--configfile", "config/config.yaml", "--train-tokens-per-second", "1000",
-           "--eval-tokens-per-second", "4000", "--pool", "absent.parquet"])
+           "--eval-tokens-per-second", "4000"])
 assert rc == 0 and "torch" not in sys.modules, "estimate imported torch"
 """
 
@@ -31,3 +31,10 @@ def test_estimate_counts_the_plan_without_torch(repo):
     assert abs(float(load[3]) - jobs * 19 / 3600) < 0.06  # config.yaml: QLoRA 4-bit, 19 s per load
     assert abs(float(total[3]) - float(ft[3]) - float(ev[3]) - float(load[3])) < 0.16
     assert "characters / 4.0" in out.stdout or "base model tokenizer" in out.stdout  # says how it counted
+
+
+def test_estimate_refuses_a_named_pool_that_is_absent(repo, capsys):
+    from instructmining.cli import main
+
+    assert main(["estimate", "--configfile", str(repo / "config" / "ci.yaml"), "--pool", "absent.parquet"]) == 2
+    assert "--pool absent.parquet: no such file" in capsys.readouterr().err

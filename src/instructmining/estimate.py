@@ -1,7 +1,7 @@
 """GPU cost of a config before any job runs: `instructmining estimate --configfile config/paper.yaml`.
 
-Tokens come from the pool and the plan, not guesses: the pool's rows (results/pool/pool.parquet
-when built, else read from the config's sources, else from `--pool-config`'s local copies of the
+Tokens come from the pool and the plan, not guesses: the pool's rows (a built pool named with
+`--pool`, else read from the config's sources, else from `--pool-config`'s local copies of the
 same datasets) encoded exactly as finetune encodes them (prompts.encode_example, truncated at
 max_length), times the rows each planned dataset holds (plan.py), times epochs; each finetune
 job then scores D_eval once with its model still in memory (no eval job of its own), and loads the
@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .errors import InstructMiningError
 from .io import LOG
 
 # Fallback when the base tokenizer is not on this machine: an assumption (LLaMA's SentencePiece
@@ -106,7 +107,8 @@ def encoded_lengths(rows: list[dict[str, Any]], text_key: str, tok: Any, max_len
 
 
 def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[str, Any] | None,
-             train_tps: float | None, eval_tps: float | None) -> str:
+             train_tps: float | None, eval_tps: float | None, eval_set: Path | None = None,
+             load_seconds: float | None = None) -> str:
     """The report: per rule and in total, tokens and GPU-hours."""
     from . import dataset_names, plan
 
@@ -146,7 +148,7 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
         else:
             size, mean = rows_of[kind]
             train_tokens += size * mean * epochs
-    eval_rows = eval_tokens_per_job(config, base, proxy, tok, ev.get("max_length", 512), template)
+    eval_rows = eval_tokens_per_job(config, base, proxy, tok, ev.get("max_length", 512), template, eval_set)
     eval_tokens = eval_rows * len(datasets)
     key = (method, bits if method == "qlora" else None)
     before, reach = RATES["train"].get(key, (None, None))
@@ -167,11 +169,12 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
         lines.append(f"{'':<10} {'':>5} {'':>15}  {hours(train_tokens, reach)} (H200, reachable: plain loop)")
     # Scored inside the finetune jobs: 0 jobs of its own.
     lines.append(f"{'eval_loss':<10} {0:>5} {eval_tokens:>15,.0f}  {hours(eval_tokens, e_rate)} (in the finetune jobs)")
-    load_s = LOAD_SECONDS.get(key)
+    load_s = load_seconds if load_seconds is not None else LOAD_SECONDS.get(key)
     load_h = len(datasets) * load_s / 3600 if load_s else 0.0
     if load_s:
+        where = "given" if load_seconds is not None else "H200, 7B, issue #15"
         lines.append(f"{'base_load':<10} {len(datasets):>5} {'-':>15}  {load_h:8.1f} GPU-h at {load_s:.0f} s per "
-                     "7B load (H200, issue #15), one per finetune job")
+                     f"load ({where}), one per finetune job")
     if t_rate and e_rate:
         total = train_tokens / t_rate / 3600 + eval_tokens / e_rate / 3600 + load_h
         lines.append(f"{'total':<10} {len(datasets):>5} {train_tokens + eval_tokens:>15,.0f}  {total:8.1f} GPU-h")
@@ -179,15 +182,14 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
 
 
 def eval_tokens_per_job(config: dict[str, Any], base: Path, proxy: dict[str, Any] | None, tok: Any,
-                        max_length: int, template: str) -> float:
-    """Tokens scored on D_eval per dataset: results/eval/eval.parquet if built, else D_eval from the
-    config's (or --pool-config's) eval sets, subset as configured."""
+                        max_length: int, template: str, built: Path | None = None) -> float:
+    """Tokens scored on D_eval per dataset: a built eval.parquet when one is named (`--eval-set`),
+    else D_eval from the config's (or --pool-config's) eval sets, subset as configured."""
     import pandas as pd
 
     from .evalset import build_eval, subset
 
-    built = base / "results" / "eval" / "eval.parquet"
-    if built.is_file():
+    if built is not None:
         df = pd.read_parquet(built)
     else:
         ev = config["eval"]
@@ -202,7 +204,7 @@ def eval_tokens_per_job(config: dict[str, Any], base: Path, proxy: dict[str, Any
             except Exception as exc:  # noqa: BLE001 - offline hub sets: try the proxy
                 LOG.warning("eval sets of a config unreadable here: %s", exc)
         else:
-            raise RuntimeError("no readable eval sets (build results/eval/eval.parquet or give --pool-config)")
+            raise RuntimeError("no readable eval sets (give --eval-set results/eval/eval.parquet or --pool-config)")
         df = subset(df, ev.get("max_instructions"), ev.get("max_references"), config.get("seed", 1))
     rows = [{"instruction": r.instruction, "input": r.input, "reference": r.reference} for r in df.itertuples()]
     return float(sum(encoded_lengths(rows, "reference", tok, max_length, template)))
@@ -213,8 +215,16 @@ def _cmd(args: argparse.Namespace) -> int:
 
     config = load_config(args.configfile)
     proxy = load_config(args.pool_config) if args.pool_config else None
-    pool = Path(args.pool) if args.pool else Path("results/pool/pool.parquet")
-    print(estimate(config, Path.cwd(), pool, proxy, args.train_tokens_per_second, args.eval_tokens_per_second))
+    # Built files are used only when named: results/ may hold another config's run, whose pool and
+    # D_eval would silently stand in for this config's.
+    pool = Path(args.pool) if args.pool else None
+    if pool is not None and not pool.is_file():
+        raise InstructMiningError(f"--pool {pool}: no such file")
+    eval_set = Path(args.eval_set) if args.eval_set else None
+    if eval_set is not None and not eval_set.is_file():
+        raise InstructMiningError(f"--eval-set {eval_set}: no such file")
+    print(estimate(config, Path.cwd(), pool, proxy, args.train_tokens_per_second, args.eval_tokens_per_second,
+                   eval_set, args.load_seconds))
     return 0
 
 
@@ -223,10 +233,15 @@ def register(sub: Any) -> None:
     p = sub.add_parser("estimate", help="tokens and GPU-hours per rule of a config, before any job runs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configfile", required=True, help="config YAML (e.g. config/paper.yaml)")
-    p.add_argument("--pool", default=None, help="a built pool parquet (default: results/pool/pool.parquet if present)")
+    p.add_argument("--pool", default=None,
+                   help="a built pool parquet of this config (default: read the config's sources)")
+    p.add_argument("--eval-set", default=None,
+                   help="a built eval.parquet of this config (default: build D_eval from the config's eval sets)")
     p.add_argument("--pool-config", default=None,
                    help="config whose local sources stand in when the config's own (hub) data is unreadable")
     p.add_argument("--train-tokens-per-second", type=float, default=None,
                    help="finetune rate (default: the H200 rate measured for the configured method)")
     p.add_argument("--eval-tokens-per-second", type=float, default=None, help="eval-loss rate")
+    p.add_argument("--load-seconds", type=float, default=None,
+                   help="seconds per base-model load (default: the H200 time measured for the configured method)")
     p.set_defaults(func=_cmd)
