@@ -26,13 +26,54 @@ def synthetic(n: int, seed: int) -> pd.DataFrame:
 
 
 def test_analysis_report_entries_open_inline(repo):
-    """Every report() of the analysis and the selection plot names a file the report shows inline."""
-    for smk in ("analysis.smk", "select.smk"):
-        text = (repo / "workflow" / "rules" / smk).read_text()
-        for path, category in re.findall(r'report\(\s*"([^"]+)",\s*caption="[^"]+",\s*category="(\w+)"', text):
-            if category == "Data" or path.endswith("size_search.json"):
-                continue  # collected tables and the size search: listed in the report as downloads
-            assert path.endswith(INLINE), f"{smk}: {path} would not open in the report"
+    """Every report() of the workflow (tables, manifest, size search included) names a file the report
+    shows inline."""
+    found = 0
+    for smk in sorted((repo / "workflow" / "rules").glob("*.smk")):
+        for path in re.findall(r'report\(\s*"([^"]+)"', smk.read_text()):
+            found += 1
+            assert path.endswith(INLINE), f"{smk.name}: {path} would not open in the report"
+    assert found >= 6
+
+
+def test_table_manifest_and_search_html_pages(tmp_path, monkeypatch):
+    """collect-table --html, write-manifest --html and search-size's page hold every row of their TSV/JSON."""
+    from instructmining import table as table_mod
+    from instructmining.io import write_parquet
+    from instructmining.search import write_search_html
+
+    collected = pd.DataFrame({"dataset": ["mix-000", "mix-001"], "kind": "mixture", "loss": [1.25, 1.5],
+                              "log_loss": np.log([1.25, 1.5]), "reward": [0.5, float("nan")]})
+    monkeypatch.setattr(table_mod, "collect", lambda losses, indicators: collected)
+    out, page = tmp_path / "table.tsv", tmp_path / "table.html"
+    assert main(["collect-table", "--losses", "l.json", "--indicators", "i.parquet", "--out", str(out),
+                 "--html", str(page)]) == 0
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and html.count("<tr>") == 3  # header + 2 rows
+    assert "<td>mix-000</td>" in html and "<td>mix-001</td>" in html and '<td class="num">1.25</td>' in html
+    assert "<td></td>" in html  # the NaN indicator stays empty
+    assert len(pd.read_csv(out, sep="\t")) == 2  # the TSV is still written
+
+    files = []
+    for name, sources in (("mix-000", ["a", "a", "b"]), ("uni-reward-1", ["b"])):
+        files.append(str(tmp_path / f"{name}.parquet"))
+        write_parquet(pd.DataFrame({"id": [f"{name}-{i}" for i in range(len(sources))], "source": sources}),
+                      files[-1], metadata={"seed": "7"})
+    page = tmp_path / "manifest.html"
+    assert main(["write-manifest", "--out", str(tmp_path / "manifest.tsv"), "--html", str(page), *files]) == 0
+    html = page.read_text()
+    assert html.count("<tr>") == 3 and "<th>n_a</th>" in html and "<th>n_b</th>" in html
+    assert "<td>mix-000</td>" in html and "<td>uni-reward-1</td>" in html
+    assert len(pd.read_csv(tmp_path / "manifest.tsv", sep="\t")) == 2
+
+    result = {"trials": [{"n": 10, "loss": 1.5}, {"n": 40, "loss": 1.25}], "best": {"n": 40, "loss": 1.25},
+              "algorithm": "cfo"}
+    page = tmp_path / "size_search.html"
+    write_search_html(result, str(page))
+    html = page.read_text()
+    assert html.count("<table>") == 1 and html.count("<tr>") == 3
+    assert '<td class="num">10</td>' in html and '<td class="num">40</td>' in html
+    assert "&quot;best&quot;" in html  # the JSON itself, escaped inside <pre>
 
 
 def test_fit_rule_html_page_and_standardized_coefficients(tmp_path):

@@ -176,6 +176,12 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     count_cols = [c for c in table.columns if c.startswith("n_")]
     table[count_cols] = table[count_cols].fillna(0).astype(int)
     write_tsv(table, args.out)
+    if args.html:
+        from .htmlreport import frame_html, write_page
+
+        write_page("Dataset manifest", [(
+            f"{len(table)} datasets", "size, config seed and per-source sample counts (n_<source>)",
+            frame_html(table))], args.html)
     return 0
 
 
@@ -205,5 +211,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("write-manifest", help="results/datasets/manifest.tsv: size and per-source counts")
     p.add_argument("--out", required=True, help="manifest.tsv")
+    p.add_argument("--html", default=None, help="also write the manifest as an HTML page (for the Snakemake report)")
     p.add_argument("datasets", nargs="+", help="dataset parquet files to list")
     p.set_defaults(func=_cmd_manifest)

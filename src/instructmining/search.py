@@ -137,7 +137,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
         "rule": args.rule, "n_min": args.n_min, "n_max": args.n_max, "budget": args.budget,
         "algorithm": args.algorithm, "finetune": json.loads(args.finetune_config)})
     write_json(result, args.out)
+    if args.html:
+        write_search_html(result, args.html)
     return 0
+
+
+def write_search_html(result: dict[str, Any], out: str) -> None:
+    """size_search.json as an HTML page: the trials as a table, then the JSON itself."""
+    import pandas as pd
+
+    from .htmlreport import frame_html, json_html, write_page
+
+    best = result.get("best") or {}
+    write_page("Subset size search", [
+        ("Trials", f"in evaluation order; best n = {best.get('n')} (eval loss {best.get('loss')})",
+         frame_html(pd.DataFrame(result.get("trials") or [], columns=["n", "loss"]))),
+        ("size_search.json", "", json_html(result))], out)
 
 
 def register(sub: Any) -> None:
@@ -162,4 +177,6 @@ def register(sub: Any) -> None:
     p.add_argument("--workdir", required=True, help="trial cache (kept across reruns)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per trial")
     p.add_argument("--out", required=True, help="results/analysis/size_search.json")
+    p.add_argument("--html", default=None, help="also write the trials and the JSON as an HTML page "
+                   "(for the Snakemake report)")
     p.set_defaults(func=_cmd_search)

@@ -96,7 +96,14 @@ def seed_noise(table: Any, response: str = "log_loss") -> dict[str, Any] | None:
 def _cmd_collect(args: argparse.Namespace) -> int:
     from .io import write_tsv
 
-    write_tsv(collect(args.losses, args.indicators), args.out)
+    table = collect(args.losses, args.indicators)
+    write_tsv(table, args.out)
+    if args.html:
+        from .htmlreport import frame_html, write_page
+
+        write_page(f"Collected table: {Path(args.out).name}", [(
+            f"{len(table)} rows", "one row per dataset: eval loss and indicator values; empty cells are undefined",
+            frame_html(table))], args.html)
     return 0
 
 
@@ -106,4 +113,5 @@ def register(sub: Any) -> None:
     p.add_argument("--losses", nargs="+", required=True, help="results/loss/{dataset}.json files")
     p.add_argument("--indicators", nargs="+", required=True, help="results/indicators/{dataset}.parquet files")
     p.add_argument("--out", required=True, help="TSV: dataset, kind, loss, log_loss, indicators")
+    p.add_argument("--html", default=None, help="also write the table as an HTML page (for the Snakemake report)")
     p.set_defaults(func=_cmd_collect)

@@ -6,8 +6,9 @@ rule collect_table:
         losses=group_losses,
         indicators=group_indicators,
     output:
-        table=report(
-            "results/analysis/{group}.tsv",
+        table="results/analysis/{group}.tsv",
+        html=report(
+            "results/analysis/{group}.html",
             caption="../report/table.rst",
             category="Data",
             labels={"table": "{group}"},
@@ -26,7 +27,7 @@ rule collect_table:
         runtime=scaled_runtime(10),
     shell:
         "instructmining collect-table --losses {input.losses} --indicators {input.indicators}"
-        " --out {output.table} 2> {log}"
+        " --out {output.table} --html {output.html} 2> {log}"
 
 
 rule fit_rule:

@@ -119,8 +119,9 @@ rule write_manifest:
     input:
         datasets=expand("results/datasets/{dataset}.parquet", dataset=DATASETS),
     output:
-        manifest=report(
-            "results/datasets/manifest.tsv",
+        manifest="results/datasets/manifest.tsv",
+        html=report(
+            "results/datasets/manifest.html",
             caption="../report/manifest.rst",
             category="Data",
         ),
@@ -135,4 +136,5 @@ rule write_manifest:
         mem_mb=scaled_mem_mb(2000),
         runtime=scaled_runtime(10),
     shell:
-        "instructmining write-manifest --out {output.manifest} {input.datasets} 2> {log}"
+        "instructmining write-manifest --out {output.manifest} --html {output.html}"
+        " {input.datasets} 2> {log}"

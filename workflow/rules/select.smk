@@ -64,8 +64,9 @@ rule search_size:
     input:
         **plan.search_files(config),
     output:
-        search=report(
-            "results/analysis/size_search.json",
+        search="results/analysis/size_search.json",
+        html=report(
+            "results/analysis/size_search.html",
             caption="../report/size_search.rst",
             category="Selection",
             labels={"result": "size search"},
@@ -97,4 +98,5 @@ rule search_size:
         " --finetune-config {params.finetune:q} --eval-config {params.eval_loss:q}"
         " --n-min {params.search[n_min]} --n-max {params.search[n_max]} --budget {params.search[budget]}"
         " --algorithm {params.search[algorithm]} --seed {params.search[seed]}"
-        " --workdir {params.workdir} --threads {threads} --out {output.search} 2> {log}"
+        " --workdir {params.workdir} --threads {threads} --out {output.search}"
+        " --html {output.html} 2> {log}"
