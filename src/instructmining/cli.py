@@ -38,7 +38,7 @@ STAGE_MODULES = [
 
 # What a user runs by hand, listed first in --help; every other command is a workflow step that a
 # Snakemake rule calls (listed after, so the four a user needs are not lost among 28).
-USER_COMMANDS = ["select", "validate-config", "ls", "fetch", "estimate"]
+USER_COMMANDS = ["select", "validate-config", "resume", "ls", "fetch", "estimate"]
 
 EPILOG = """examples:
   instructmining validate-config config/config.yaml
