@@ -33,9 +33,19 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def _umask() -> int:
+    """The process umask (os.umask can only be read by setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds.
+
+    mkstemp creates the file 0600 whatever the umask; the result gets the mode a plain open()
+    would give (0644 under umask 022, 0664 under 002), so the project group can read results."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -43,6 +53,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -51,12 +62,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds.
+    Like atomic_path, the folder gets the umask's mode (mkdtemp makes it 0700)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
