@@ -82,7 +82,10 @@ def _count_records(path: Path, fmt: str) -> int | None:
     return None
 
 
-def _resolve_root(data_root: str | None, base: Path) -> Path | None:
+def resolve_data_root(data_root: str | None, base: Path) -> Path | None:
+    """data_root as an absolute folder: a relative one is relative to `base`, the workflow's folder
+    (the repository), never to the working directory, so `snakemake --directory elsewhere` reads
+    the same data. The one place that resolves it (common.smk stores the result in the config)."""
     if not data_root:
         return None
     root = Path(data_root)
@@ -101,7 +104,7 @@ def source_capacity(src: dict[str, Any], base: Path, data_root: str | None) -> i
     cap = src.get("max_samples")
     count = None
     if src.get("path") and not src.get("hub") and not src.get("package") and data_root:
-        path = _local_file(src["path"], _resolve_root(data_root, base))
+        path = _local_file(src["path"], resolve_data_root(data_root, base))
         count = _count_records(path, src.get("format", "auto"))
         rows = (src.get("filters") or {}).get("rows")
         if count is not None and rows:
@@ -139,7 +142,7 @@ def _local_files(config: dict[str, Any]) -> list[tuple[str, str]]:
 def _check_files(config: dict[str, Any], base: Path) -> None:
     """data_root is set and exists when a local file is named; every named file exists."""
     local = _local_files(config)
-    root = _resolve_root(config.get("data_root"), base)
+    root = resolve_data_root(config.get("data_root"), base)
     if local:
         hint = (
             "set data_root to the folder holding the shipped data (e.g. `data_root: ../shared/data`, "

@@ -9,7 +9,7 @@ sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # run from a clone without installing
 from instructmining import plan, score_plan  # noqa: E402
-from instructmining.config import check_config  # noqa: E402
+from instructmining.config import check_config, resolve_data_root  # noqa: E402
 from instructmining.errors import InstructMiningError  # noqa: E402
 from instructmining.fetch import plan_fetch  # noqa: E402
 from instructmining.fingerprint import spec_stamp  # noqa: E402
@@ -23,6 +23,12 @@ try:
     check_config(config, base=Path(workflow.basedir))
 except InstructMiningError as exc:
     sys.exit(f"instructmining: bad config: {exc}")
+# Resolved once, against the workflow's folder as the check did: jobs run in the working directory
+# (`--directory`), where a relative data_root would point somewhere else.
+if config.get("data_root"):
+    config["data_root"] = str(
+        resolve_data_root(config["data_root"], Path(workflow.basedir))
+    )
 
 MIXTURES = plan.mixture_names(config)
 REPEATS = plan.repeat_names(config)
