@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .model_spec import installed_package_dir
 
 _LLAMA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _NEOX = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
@@ -57,14 +58,6 @@ def gguf_architecture(path: Path) -> str | None:
     return None
 
 
-def package_dir(package: str) -> Path | None:
-    """The folder of an installed pip package, found without importing it (None if absent)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    return Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
-
-
 def _config_json_type(path: Path) -> str | None:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("model_type")
@@ -78,7 +71,7 @@ def base_architecture(base_model: dict[str, Any], base: Path) -> tuple[str | Non
     if source == "pretrain":
         return "llama", "source: pretrain builds a Llama (instructmining.pretrain)"
     if source == "gguf":
-        folder = package_dir(spec["package"]) if spec.get("package") else None
+        folder = installed_package_dir(spec["package"]) if spec.get("package") else None
         if folder is not None and base_model.get("gguf_file"):
             gguf = folder / (spec.get("subdir") or "") / base_model["gguf_file"]
             return gguf_architecture(gguf), str(gguf)
@@ -88,7 +81,7 @@ def base_architecture(base_model: dict[str, Any], base: Path) -> tuple[str | Non
         cfg = (path if path.is_absolute() else base / path) / "config.json"
         return _config_json_type(cfg), str(cfg)
     if spec.get("package"):
-        folder = package_dir(spec["package"])
+        folder = installed_package_dir(spec["package"])
         cfg = folder / (spec.get("subdir") or "") / "config.json" if folder else None
         return (_config_json_type(cfg), str(cfg)) if cfg else (None, spec["package"])
     if spec.get("hub"):

