@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError, InstructMiningError, check_keys
-from .io import LOG, provenance, read_parquet, write_json
+from .io import LOG, provenance, read_parquet, sha256_file, write_json
 
 EVAL_COLUMNS = ("eval_id", "instruction", "input", "reference")
 
@@ -39,15 +38,6 @@ def read_eval(path: Path) -> Any:
         if not str(row.reference).strip():
             raise DataError(path, f"eval_id={row.eval_id}", "reference", "empty reference")
     return df
-
-
-def sha256_file(path: Path) -> str:
-    """Content id of a file (identifies the adapter weights in the result)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ConfigError, DataError, InstructMiningError, check_keys
 from .evaluate import EvalJob, EvalLossConfig, loss_record, read_eval
 from .fingerprint import fingerprint_id
-from .io import LOG, atomic_dir, read_parquet, stable_hash, write_json
+from .io import LOG, atomic_dir, read_parquet, sha256_file, stable_hash, write_json
 from .plan import finetune_seed
 
 ADAPTER_META = "finetune_config.json"  # beside the adapter: how it was trained (eval reloads alike)
@@ -154,8 +154,6 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def _checkpoint_problem(d: Path) -> str | None:
     """Why checkpoint folder d is unusable (unreadable state, missing file, checksum mismatch)."""
-    from .evaluate import sha256_file
-
     try:
         state = json.loads((d / "trainer_state.json").read_text())
         if "sha256" not in state:  # an older trainer's checkpoint: the fingerprint check discards it
@@ -387,8 +385,6 @@ def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, sched: Any,
     trainer_state.json); keep the newest. `key`: the fingerprint and its parts."""
     import torch
     from safetensors.torch import save_file
-
-    from .evaluate import sha256_file
 
     with atomic_dir(ckpt_dir / f"step-{step}") as tmp:
         save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()},

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .io import LOG, atomic_path, stable_hash
+from .io import LOG, atomic_path, sha256_file, stable_hash
 
 # Bump when what a fingerprint covers changes: every fingerprint (and every key built on one) changes.
 FINGERPRINT_VERSION = 2
@@ -39,14 +39,6 @@ PROVENANCE_FILES = frozenset({"pretrain_metrics.json", "metrics.json", "train_me
 def _memo_path(folder: Path) -> Path:
     root = os.environ.get("INSTRUCTMINING_FINGERPRINT_CACHE") or Path.home() / ".cache/instructmining/fingerprints"
     return Path(root) / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:24]}.json"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load_memo(path: Path) -> dict[str, list[Any]]:
@@ -76,7 +68,7 @@ def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
         if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
             files[str(rel)] = old
         else:
-            files[str(rel)] = [st.st_size, st.st_mtime_ns, _sha256_file(path)]
+            files[str(rel)] = [st.st_size, st.st_mtime_ns, sha256_file(path)]
             hashed += 1
     if hashed or files.keys() != memo.keys():
         LOG.info("fingerprinted %s (%d of %d files hashed)", root, hashed, len(files))

@@ -149,6 +149,16 @@ def sha256_text(*parts: str) -> str:
     return h.hexdigest()
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (adapter ids, checkpoint checksums, model
+    fingerprints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def stable_hash(obj: Any) -> str:
     """sha256 of sorted-key JSON: the cache key convention (see STYLE.md)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
