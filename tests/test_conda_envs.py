@@ -16,6 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from packaging.utils import canonicalize_name
@@ -118,9 +119,9 @@ else:
 """
 
 
-def test_data_stage_rules_run_with_only_what_the_data_env_installs(tmp_path, data_root, capsys):
-    """The data-stage rules of the ci config, each `instructmining` call able to import only the
-    packages envs/data.yaml pins (and the standard library): what --sdm conda would give it."""
+def env_only_cli(tmp_path: Path, name: str) -> tuple[Path, dict[str, str]]:
+    """An `instructmining` on PATH that can import only the packages envs/<name>.yaml pins (and
+    the standard library): what a rule gets under --sdm conda. Returns it and its environment."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     guard = bindir / "envguard.py"
@@ -128,8 +129,16 @@ def test_data_stage_rules_run_with_only_what_the_data_env_installs(tmp_path, dat
     wrapper = bindir / "instructmining"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{guard}" "$@"\n')
     wrapper.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "ENV_NAME": "data",
-           "ENV_ALLOWED": json.dumps(sorted(set(pins("data")) | {"instructmining"}))}
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "ENV_NAME": name,
+           "ENV_ALLOWED": json.dumps(sorted(set(pins(name)) | {"instructmining"}))}
+    return wrapper, env
+
+
+def test_data_stage_rules_run_with_only_what_the_data_env_installs(tmp_path, data_root, capsys):
+    """The data-stage rules of the ci config through Snakemake, each `instructmining` call limited
+    to envs/data.yaml, with the code of the folder the Snakefile names (the post-deploy's install)."""
+    wrapper, env = env_only_cli(tmp_path, "data")
+    guard = wrapper.parent / "envguard.py"
     workdir = tmp_path / "run"
     cmd = [shutil.which("snakemake"), "-c1", "--directory", str(workdir), "build_pool", "make_mixtures",
            "--configfile", str(REPO / "config" / "ci.yaml")]
@@ -182,3 +191,31 @@ def test_env_pins_resolve_from_pypi_to_exactly_themselves(name, resolved_from_py
         what = "no torch stack"
     with capsys.disabled():  # the CI log shows what the conda envs would install
         print(f"\nconda env {name}: {len(pinned)} pins resolve from PyPI (linux x86_64, cp311) to themselves; {what}")
+
+
+def test_analysis_commands_run_with_only_what_the_analysis_env_installs(tmp_path, capsys):
+    """collect-table, fit-rule (statsmodels) and plot-fit (matplotlib) on a synthetic mixture table,
+    limited to envs/analysis.yaml. (The analysis rules need finetune outputs; their commands do not.)"""
+    wrapper, env = env_only_cli(tmp_path, "analysis")
+    env[envlock.WORKFLOW_DIR_VAR] = str(REPO)
+    rng = np.random.default_rng(0)
+    names = [f"mix-{i:03d}" for i in range(12)]
+    losses, inds = [], []
+    for name in names:
+        reward, length = rng.normal(1.5, 1.0), rng.uniform(50, 1500)
+        (tmp_path / f"{name}.json").write_text(json.dumps({"loss": float(np.exp(1 - 0.1 * reward + rng.normal(0, 0.01)))}))
+        pd.DataFrame({"dataset": [name], "reward": [reward], "output_length": [length]}).to_parquet(tmp_path / f"{name}.parquet")
+        losses.append(str(tmp_path / f"{name}.json"))
+        inds.append(str(tmp_path / f"{name}.parquet"))
+    steps = [
+        ["collect-table", "--losses", *losses, "--indicators", *inds, "--out", "table.tsv"],
+        ["fit-rule", "--table", "table.tsv", "--out", "rule.json", "--coefficients", "c.tsv", "--steps", "s.tsv"],
+        ["plot-fit", "--rule", "rule.json", "--table", "table.tsv", "--out", "fit.png"],
+    ]
+    for args in steps:
+        out = subprocess.run([str(wrapper), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, f"{args[0]}: {out.stderr[-3000:]}"
+    rule = json.loads((tmp_path / "rule.json").read_text())
+    assert "reward" in rule["indicators"] and (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    with capsys.disabled():
+        print(f"\nanalysis env run: collect-table, fit-rule, plot-fit ok; rule indicators {rule['indicators']}", end="")
