@@ -219,3 +219,19 @@ def test_analysis_commands_run_with_only_what_the_analysis_env_installs(tmp_path
     assert "reward" in rule["indicators"] and (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
     with capsys.disabled():
         print(f"\nanalysis env run: collect-table, fit-rule, plot-fit ok; rule indicators {rule['indicators']}", end="")
+
+
+@pytest.mark.skipif(shutil.which("conda") is None, reason="no conda on PATH (none installs from PyPI or Debian)")
+def test_sdm_conda_run_of_the_ci_data_stage(tmp_path, data_root, capsys):
+    """Where a conda (>= 24.7.1) and conda-forge are reachable: the real thing, data stage only."""
+    workdir = tmp_path / "run"
+    cmd = [shutil.which("snakemake"), "-c1", "--sdm", "conda", "--conda-prefix", str(tmp_path / "conda"),
+           "--directory", str(workdir), "build_pool", "--configfile", str(REPO / "config" / "ci.yaml")]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Running post-deploy script" in out.stderr and "Finished jobid" in out.stderr
+    assert len(pd.read_parquet(workdir / "results" / "pool" / "pool.parquet")) > 0
+    with capsys.disabled():
+        for line in out.stderr.splitlines():
+            if re.search(r"conda|post-deploy|Finished jobid|steps \(100%\)", line):
+                print("\nsdm conda run:", line.strip(), end="")
