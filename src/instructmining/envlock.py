@@ -34,7 +34,6 @@ from packaging.utils import canonicalize_name
 
 PACKAGE = "instructmining"
 PYTHON_VERSION = "3.11"
-INDEX_URL = "https://pypi.org/simple"
 # The variable the Snakefile sets to the workflow folder; the post-deploy scripts install from it.
 WORKFLOW_DIR_VAR = "INSTRUCTMINING_WORKFLOW_DIR"
 
@@ -128,7 +127,7 @@ def resolve(requirements: list[str], constraints: list[str] | None = None, timeo
         req_file = Path(tmp) / "requirements.txt"
         req_file.write_text("\n".join(requirements) + "\n")
         cmd = [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--ignore-installed",
-               "--quiet", "--report", "-", "--index-url", INDEX_URL, "-r", str(req_file)]
+               "--quiet", "--report", "-", "-r", str(req_file)]  # pip's default index: PyPI
         if constraints:
             con_file = Path(tmp) / "constraints.txt"
             con_file.write_text("\n".join(constraints) + "\n")
