@@ -70,6 +70,7 @@ def test_noise_floor_and_heldout_count_gate_the_verdict():
     assert no_reps["verdict"] == "not established"
     assert any("noise floor not measured" in r for r in no_reps["reasons"])
     few = validate(rule, table, held.iloc[: MIN_HELDOUT - 1], boot=50, seed=1)
+    json.dumps(few, allow_nan=False)  # 2 points: Spearman's p is NaN in scipy, None here
     assert few["verdict"] == "not established" and any("held-out mixture" in r for r in few["reasons"])
     # seed noise as large as the spread over mixtures: nothing left to explain
     swamped = table.copy()

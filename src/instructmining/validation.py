@@ -78,7 +78,7 @@ def heldout_scores(rule: dict[str, Any], heldout: Any, boot: int, seed: int) -> 
     import numpy as np
     from scipy.stats import spearmanr
 
-    from .regression import RESPONSE, loo_r2
+    from .regression import RESPONSE, _num, loo_r2
     from .selection import predict
 
     y = heldout[RESPONSE].to_numpy(dtype=float)
@@ -93,7 +93,7 @@ def heldout_scores(rule: dict[str, Any], heldout: Any, boot: int, seed: int) -> 
     out["rmse"] = float(np.sqrt(np.mean((y - pred) ** 2)))
     if np.ptp(y) > 0 and np.ptp(pred) > 0:
         rho, p = spearmanr(pred, y)
-        out["spearman"], out["spearman_p"] = float(rho), float(p)
+        out["spearman"], out["spearman_p"] = _num(rho), _num(p)  # p is NaN for 2 points
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(boot):
