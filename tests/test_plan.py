@@ -37,6 +37,7 @@ def paper():
 @pytest.mark.parametrize("name, kind, seed, source", [
     (dataset_names.mixture(7), "mixture", 10, None),
     (dataset_names.repeat(dataset_names.mixture(0), 2), "rep", 12, "mix-000"),
+    (dataset_names.heldout(4), "heldout", 10, None),
     (dataset_names.bin_name("knn6", 3), "bin", 10, None),
     (dataset_names.selection("random", 500, 3), "selection", 13, None),
 ])

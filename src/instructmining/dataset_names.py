@@ -1,6 +1,7 @@
 """Dataset names (the `{dataset}` wildcard): the one place they are written and read.
 
-mix-NNN (mixture), mix-NNN-rep<s> (the mixture again with finetune seed + s), uni-<indicator>-<k>
+mix-NNN (mixture), mix-NNN-rep<s> (the mixture again with finetune seed + s), held-NNN (a held-out
+random mixture: finetuned and scored, never fitted on), uni-<indicator>-<k>
 (bin k of one indicator, k = 0 lowest), sel-<rule|random>-<n>-<seed> (a subset of the unseen pool).
 Standard library only: the Snakefile imports it at parse time."""
 
@@ -10,14 +11,20 @@ import re
 
 MIX_RE = re.compile(r"^mix-(\d{3})$")
 REP_RE = re.compile(r"^mix-(\d{3})-rep(\d+)$")
+HELD_RE = re.compile(r"^held-(\d{3})$")
 BIN_RE = re.compile(r"^uni-([a-z0-9_]+)-(\d+)$")
 SEL_RE = re.compile(r"^sel-(rule|random)-(\d+)-(\d+)$")
-KINDS = (("mixture", MIX_RE), ("rep", REP_RE), ("bin", BIN_RE), ("selection", SEL_RE))
+KINDS = (("mixture", MIX_RE), ("rep", REP_RE), ("heldout", HELD_RE), ("bin", BIN_RE), ("selection", SEL_RE))
 
 
 def mixture(i: int) -> str:
     """mix-NNN: mixture i (zero-padded so names sort in order)."""
     return f"mix-{i:03d}"
+
+
+def heldout(i: int) -> str:
+    """held-NNN: held-out random mixture i (validation only, never in the regression)."""
+    return f"held-{i:03d}"
 
 
 def repeat(mixture_name: str, seed_offset: int) -> str:
@@ -36,7 +43,7 @@ def selection(method: str, n: int, seed: int) -> str:
 
 
 def kind(name: str) -> str:
-    """mixture | rep | bin | selection (raises ValueError on an unknown name)."""
+    """mixture | rep | heldout | bin | selection (raises ValueError on an unknown name)."""
     for k, rx in KINDS:
         if rx.match(name):
             return k

@@ -138,7 +138,7 @@ def estimate(config: dict[str, Any], base: Path, pool: Path | None, proxy: dict[
     n_train = sum(len(v) for (role, _), v in by_src.items() if role == "train")
     bin_size = bins.get("size") or n_train / bins.get("k", 8)
     rows_of = {"mixture": (mx.get("size", 2000), train_mean), "rep": (mx.get("size", 2000), train_mean),
-               "bin": (bin_size, train_mean)}
+               "heldout": (mx.get("size", 2000), train_mean), "bin": (bin_size, train_mean)}
     datasets = plan.all_datasets(config)
     train_tokens = 0.0
     for name in datasets:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .determinism import deterministic_torch
 from .errors import DataError, InstructMiningError, check_keys
 from .io import LOG, provenance, read_parquet, sha256_file, write_json
 
@@ -82,7 +83,7 @@ def eval_loss(model: Any, tok: Any, df: Any, template: str, batch_size: int, max
     from .prompts import collate, encode_example, format_prompt, token_nll
     from .speed import Throughput, lora_step_flops, matmul_peak_flops, peak_memory_bytes, reset_peak_memory
 
-    torch.set_num_threads(threads)
+    deterministic_torch(threads)
     rows = list(df.itertuples(index=False))
     enc = [encode_example(tok, format_prompt(r.instruction, r.input, template), str(r.reference),
                           max_length) for r in rows]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .determinism import deterministic_torch
 from .errors import ConfigError, DataError, InstructMiningError, check_keys
 from .evaluate import EvalJob, EvalLossConfig, loss_record, read_eval
 from .fingerprint import fingerprint_id
@@ -223,7 +224,7 @@ def finetune(data: Path, out: Path, checkpoints: Path, model: dict[str, Any], cf
     from .prompts import collate, token_nll
     from .speed import Throughput, lora_step_flops, matmul_peak_flops, peak_memory_bytes, reset_peak_memory
 
-    torch.set_num_threads(threads)
+    deterministic_torch(threads)
     torch.manual_seed(seed)
     # --- 2 load model -------------------------------------------------------------------
     tok, model = load_model(spec, cfg.method, cfg.bits, cfg.compute_dtype)

@@ -29,6 +29,11 @@ def repeat_names(config: dict[str, Any]) -> list[str]:
     return [dataset_names.repeat(mixtures[0], s) for s in config.get("mixtures", {}).get("repeats", [1])]
 
 
+def heldout_names(config: dict[str, Any]) -> list[str]:
+    """held-000 … : held-out random mixtures (validation.py); never in table.tsv, so never fitted on."""
+    return [dataset_names.heldout(i) for i in range(config.get("mixtures", {}).get("heldout", 0))]
+
+
 def bin_names(config: dict[str, Any], indicator: str | None = None) -> list[str]:
     """uni-<indicator>-<k> for every binned indicator (k = 0 holds the lowest values)."""
     bins = config.get("bins", {})
@@ -46,14 +51,16 @@ def selection_names(config: dict[str, Any], method: str | None = None) -> list[s
 
 def all_datasets(config: dict[str, Any]) -> list[str]:
     """Every dataset of the experiment, in data-flow order."""
-    return mixture_names(config) + repeat_names(config) + bin_names(config) + selection_names(config)
+    return (mixture_names(config) + repeat_names(config) + heldout_names(config) + bin_names(config)
+            + selection_names(config))
 
 
 def analysis_groups(config: dict[str, Any]) -> dict[str, list[str]]:
     """The datasets of each collected table results/analysis/{group}.tsv. table.tsv also holds the
-    mix-NNN-rep<s> rows: fit_rule fits on the mixtures and uses the reps for seed noise."""
-    return {"table": mixture_names(config) + repeat_names(config), "bins": bin_names(config),
-            "selection_runs": selection_names(config)}
+    mix-NNN-rep<s> rows: fit_rule fits on the mixtures and uses the reps for seed noise. The held-out
+    mixtures have a table of their own (heldout.tsv), which only validate_rule reads."""
+    return {"table": mixture_names(config) + repeat_names(config), "heldout": heldout_names(config),
+            "bins": bin_names(config), "selection_runs": selection_names(config)}
 
 
 def targets(config: dict[str, Any]) -> list[str]:
@@ -62,14 +69,23 @@ def targets(config: dict[str, Any]) -> list[str]:
     out = ["results/datasets/manifest.tsv"]
     out += [f"results/indicators/{d}.parquet" for d in datasets]
     out += [f"results/loss/{d}.json" for d in datasets]
-    out += [f"results/analysis/{n}" for n in ("rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png")]
+    out += [f"results/analysis/{n}" for n in ("rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png",
+                                               "validation.json")]
     if bin_names(config):
         out += ["results/analysis/univariate.tsv", "results/analysis/univariate.png"]
     if selection_names(config):
-        out += ["results/analysis/selection.tsv", "results/analysis/selection.png"]
+        out += ["results/analysis/selection.tsv", "results/analysis/selection.png",
+                "results/analysis/selection_study.json"]
     if config["selection"].get("search", {}).get("enabled"):
         out.append("results/analysis/size_search.json")
     return out
+
+
+def validation_files(config: dict[str, Any]) -> dict[str, Any]:
+    """Inputs of validate_rule: the fitted rule, the table it was fitted on, and the held-out
+    mixtures' table (none when mixtures.heldout is 0)."""
+    return {"rule": QUALITY_RULE, "table": "results/analysis/table.tsv",
+            "heldout": ["results/analysis/heldout.tsv"] if heldout_names(config) else []}
 
 
 # --- local data files (relative to data_root unless absolute) ---

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .determinism import deterministic_torch
 from .errors import ConfigError, DataError, check_keys
 from .io import LOG, atomic_dir
 from .model_spec import package_dir
@@ -271,9 +272,7 @@ def prepare_base_model(source: str, out: Path, *, eval: Path, pool: Path | None 
     from .basemodel import before_torch_import
 
     before_torch_import(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    deterministic_torch(threads)
     if source == "pretrain":
         build_pretrained(pretrain, eval, pool, out, seed)
     else:

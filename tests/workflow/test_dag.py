@@ -40,7 +40,7 @@ def test_dry_run_plans_every_dataset(name):
     if name == "paper":
         assert len(plan.mixture_names(cfg)) == 78
         assert len(plan.bin_names(cfg)) == 8 * 9
-        assert len(datasets) == 78 + 1 + 72 + 18
+        assert len(datasets) == 78 + 1 + 20 + 72 + 18  # mixtures, rep, held-out, bins, selections
 
 
 def test_paper_dry_run_lists_the_mixture_files():

@@ -53,6 +53,16 @@ def test_rule_and_plots_are_written(run):
     assert rule["n"] == 6
     for name in ("fit.png", "univariate.png", "selection.png", "univariate.tsv", "selection.tsv"):
         assert (workdir / "results" / "analysis" / name).stat().st_size > 0, name
+    # held-out mixtures: their own table, never in the one the rule is fitted on
+    heldout = pd.read_csv(workdir / "results" / "analysis" / "heldout.tsv", sep="\t")
+    assert heldout["dataset"].tolist() == ["held-000", "held-001"] and not set(rule["datasets"]) & set(heldout["dataset"])
+    validation = json.loads((workdir / "results" / "analysis" / "validation.json").read_text())
+    assert validation["heldout"]["n"] == 2 and len(validation["heldout"]["predicted"]) == 2
+    assert validation["verdict"] == "not established"  # 2 held-out mixtures are too few for a verdict
+    assert set(validation["bootstrap_inclusion"]["frequency"]) == set(rule["stepwise"]["candidates"])
+    study = json.loads((workdir / "results" / "analysis" / "selection_study.json").read_text())
+    [row] = study["loss"]
+    assert row["n"] == 20 and row["seeds"] == [1, 2] and None not in row["ci_95"]
 
 
 def test_report_and_noop_rerun(run, data_root):

@@ -18,7 +18,7 @@ rule collect_table:
     benchmark:
         "benchmarks/collect_table/{group}.tsv"
     wildcard_constraints:
-        group="table|bins|selection_runs",
+        group="table|heldout|bins|selection_runs",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -65,6 +65,36 @@ rule fit_rule:
         " --p-enter {params.p_enter} --p-remove {params.p_remove} --candidates {params.candidates}"
         " --models {params.models:q} --options {params.options:q}"
         " --out {output.rule} --coefficients {output.coefficients} --steps {output.steps}"
+        " --html {output.html} 2> {log}"
+
+
+rule validate_rule:
+    input:
+        unpack(validation_inputs),
+    output:
+        validation="results/analysis/validation.json",
+        html=report(
+            "results/analysis/validation.html",
+            caption="../report/validation.rst",
+            category="Regression",
+            labels={"result": "validation"},
+        ),
+    log:
+        "logs/validate_rule/validate_rule.log",
+    benchmark:
+        "benchmarks/validate_rule/validate_rule.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(30),
+    params:
+        bootstrap=config["analysis"]["bootstrap"],
+        seed=config["seed"],
+    shell:
+        "instructmining validate-rule --rule {input.rule} --table {input.table} --heldout {input.heldout}"
+        " --bootstrap {params.bootstrap} --seed {params.seed} --out {output.validation}"
         " --html {output.html} 2> {log}"
 
 

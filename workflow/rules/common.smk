@@ -32,6 +32,7 @@ if config.get("data_root"):
 
 MIXTURES = plan.mixture_names(config)
 REPEATS = plan.repeat_names(config)
+HELDOUT = plan.heldout_names(config)
 DATASETS = plan.all_datasets(config)
 ANALYSIS_GROUPS = plan.analysis_groups(config)
 SCORE_JOBS = score_plan.score_jobs(config)
@@ -74,6 +75,11 @@ def group_losses(wildcards):
 def group_indicators(wildcards):
     """Indicator rows of one collected table."""
     return [f"results/indicators/{d}.parquet" for d in ANALYSIS_GROUPS[wildcards.group]]
+
+
+def validation_inputs(wildcards):
+    """The rule, its table and the held-out table (none without held-out mixtures)."""
+    return plan.validation_files(config)
 
 
 # --- selection ---

@@ -85,6 +85,34 @@ rule make_mixtures:
         " --repeats {params.repeats:q} --out {output.datasets} --manifest {output.manifest} 2> {log}"
 
 
+rule make_heldout:
+    input:
+        pool="results/pool/pool.parquet",
+    output:
+        datasets=expand("results/datasets/{dataset}.parquet", dataset=HELDOUT),
+        manifest="results/datasets/heldout.tsv",
+    log:
+        "logs/make_heldout/make_heldout.log",
+    benchmark:
+        "benchmarks/make_heldout/make_heldout.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(2000),
+        runtime=scaled_runtime(20),
+    params:
+        sources=as_json(config["mixtures"]["sources"]),  # drawn like the paper's random mixtures
+        n=config["mixtures"]["heldout"],
+        size=config["mixtures"]["size"],
+        seed=config["seed"],  # their own stream is derived from it
+        shortfall=config["mixtures"]["shortfall"],
+    shell:
+        "instructmining make-heldout --pool {input.pool} --sources {params.sources:q} --n {params.n}"
+        " --size {params.size} --seed {params.seed} --shortfall {params.shortfall}"
+        " --out {output.datasets} --manifest {output.manifest} 2> {log}"
+
+
 rule make_bins:
     input:
         pool="results/pool/pool.parquet",

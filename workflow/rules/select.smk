@@ -60,6 +60,32 @@ rule plot_selection:
         " --html {output.html} 2> {log}"
 
 
+rule selection_study:
+    input:
+        runs="results/analysis/selection_runs.tsv",
+    output:
+        study="results/analysis/selection_study.json",
+        html=report(
+            "results/analysis/selection_study.html",
+            caption="../report/selection_study.rst",
+            category="Selection",
+            labels={"result": "rule - random, 95% interval"},
+        ),
+    log:
+        "logs/selection_study/selection_study.log",
+    benchmark:
+        "benchmarks/selection_study/selection_study.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled_mem_mb(1000),
+        runtime=scaled_runtime(10),
+    shell:
+        "instructmining selection-study --table {input.runs} --out {output.study}"
+        " --html {output.html} 2> {log}"
+
+
 rule search_size:
     input:
         **plan.search_files(config),

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..determinism import deterministic_torch
 from ..errors import InstructMiningError
 from .base import BATCH_SIZE, MAX_LENGTH
 
@@ -50,7 +51,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..io import write_parquet
     from .aggregate import make_scorer
     from .cache import score_metadata, score_with_cache
-    from .models import resolve_device, set_threads
+    from .models import resolve_device
 
     if not 0 <= args.shard < args.num_shards:
         raise InstructMiningError(f"--shard {args.shard} is not in [0, {args.num_shards})")
@@ -61,7 +62,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                                   f"the installed package has {info(args.indicator).version} (reinstall or re-parse)")
     if info(args.indicator).level == "set":
         return _score_set_level(args)
-    set_threads(args.threads)
+    deterministic_torch(args.threads)  # fixed threads + deterministic kernels
     models = {args.model_role: args.model} if args.model else {}
     scorer = make_scorer(args.indicator, models, {"batch_size": args.batch_size, "max_length": args.max_length,
                                                   "device": resolve_device(args.device)})
@@ -137,9 +138,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from ..io import atomic_path, write_parquet
     from .knn import EMBED_TEXT_VERSION, embed_frame
-    from .models import model_identity, resolve_device, set_threads
+    from .models import model_identity, resolve_device
 
-    set_threads(args.threads)
+    deterministic_torch(args.threads)  # fixed threads + deterministic kernels
     pool = _read_pool(args.pool)
     emb = embed_frame(pool, args.model, args.batch_size, args.max_length, resolve_device(args.device))
     ident = {**model_identity(args.model), "max_length": args.max_length, "text": EMBED_TEXT_VERSION}
