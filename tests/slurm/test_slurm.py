@@ -147,9 +147,10 @@ def _plan(workdir: Path, tmp_path: Path, name: str) -> set[Job]:
                 timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
     jobs = set()
-    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", proc.stdout, flags=re.M):
-        out = re.search(r"^    output: (.*)$", m.group(2), flags=re.M)
-        jobs.add((m.group(1), tuple(out.group(1).split(", ")) if out else ()))
+    # Members of a group job (dataset_indicators) are indented by 4 more spaces.
+    for m in re.finditer(r"^( *)(?:local)?rule (\w+):\n((?:\1    .*\n)+)", proc.stdout, flags=re.M):
+        out = re.search(r"^ *output: (.*)$", m.group(3), flags=re.M)
+        jobs.add((m.group(2), tuple(out.group(1).split(", ")) if out else ()))
     if "Nothing to be done" not in proc.stdout:
         m = re.search(r"^total\s+(\d+)$", proc.stdout, flags=re.M)
         assert m and int(m.group(1)) == len(jobs), (m and m.group(0), len(jobs))

@@ -1,5 +1,13 @@
 # Analysis stage: the table of mixtures, the rule (stepwise OLS), the univariate study, the plots.
 
+# Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
+# docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
+localrules:
+    collect_table,
+    fit_rule,
+    plot_fit,
+    univariate,
+
 
 rule collect_table:
     input:
@@ -19,6 +27,7 @@ rule collect_table:
         "benchmarks/collect_table/{group}.tsv"
     wildcard_constraints:
         group="table|bins|selection_runs",
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -47,6 +56,7 @@ rule fit_rule:
         "logs/fit_rule/fit_rule.log",
     benchmark:
         "benchmarks/fit_rule/fit_rule.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -91,6 +101,7 @@ rule plot_fit:
         "logs/plot_fit/plot_fit.log",
     benchmark:
         "benchmarks/plot_fit/plot_fit.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -125,6 +136,7 @@ rule univariate:
         "logs/univariate/univariate.log",
     benchmark:
         "benchmarks/univariate/univariate.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
