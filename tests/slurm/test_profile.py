@@ -40,6 +40,9 @@ def test_gpu_profile_is_polite(repo):
     # GPUs come from the rules, not from the profile.
     assert not any("gpu" in res for res in (prof.get("set-resources") or {}).values())
     assert 1 <= prof["local-cores"] <= 4
+    # --cores caps every job's threads in cluster mode: never below what the paper asks per GPU.
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    assert prof["cores"] >= max(r.get("threads", 1) for r in paper["resources"]["rules"].values())
     groups = dict(item.split("=") for item in prof["group-components"])
     assert set(groups) == set(INDICATOR_GROUPS.values()) and all(int(n) > 1 for n in groups.values())
 
