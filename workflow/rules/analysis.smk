@@ -1,5 +1,6 @@
 # Analysis stage: the table of mixtures, the rule (stepwise OLS), the univariate study, the plots.
 
+
 # Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
 # docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
 localrules:

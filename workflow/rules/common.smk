@@ -81,7 +81,8 @@ def job_threads(base):
 
 def gpus(n):
     """gpu: declared in the rule, so `snakemake -c16 --resources gpu=2` caps concurrent GPU jobs;
-    the SLURM plugin turns it into --gpus=n. None on a retry of a failure a retry cannot fix."""
+    the SLURM plugin turns it into --gpus=n. 0 on a retry of a failure a retry cannot fix.
+    """
 
     def gpu(wildcards, attempt, rulename):
         return job_resources.gpus(n, attempt, _job_log(wildcards, rulename))

@@ -1,5 +1,6 @@
 # Data stage: D_eval, the pool, and the datasets (mixtures, bins) as {dataset} wildcards.
 
+
 # Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
 # docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
 localrules:

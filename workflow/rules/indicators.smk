@@ -1,11 +1,12 @@
 # Indicators stage: per-sample scores over the whole pool (cached by sample id and scorer
+# identity in results/cache/scores/, which is not an output), pool embeddings for knn<i>, and one
+# indicator row per dataset.
+
 
 # Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
 # docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
 localrules:
     merge_scores,
-# identity in results/cache/scores/, which is not an output), pool embeddings for knn<i>, and one
-# indicator row per dataset.
 
 
 rule train_reward_model:
@@ -83,15 +84,15 @@ use rule score_pool as score_pool_model with:
         "logs/score_pool_model/{indicator}.{shard}-of-{num_shards}.log",
     benchmark:
         "benchmarks/score_pool_model/{indicator}.{shard}-of-{num_shards}.tsv"
+    wildcard_constraints:
+        indicator=score_plan.scorer_pattern("score_pool_model"),
+        shard=r"\d+",
+        num_shards=r"\d+",
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(60),
         gpu=gpus(1),
         attempt=attempt_number,
-    wildcard_constraints:
-        indicator=score_plan.scorer_pattern("score_pool_model"),
-        shard=r"\d+",
-        num_shards=r"\d+",
 
 
 # Set-level indicators (KNN-i) as a per-sample score over the whole pool (each sample's value
@@ -193,9 +194,9 @@ rule dataset_indicators:
         "logs/dataset_indicators/{dataset}.log",
     benchmark:
         "benchmarks/dataset_indicators/{dataset}.tsv"
+    retries: 0
     group:
         indicator_group  # ~1 s per dataset: a few SLURM group jobs (profile: group-components)
-    retries: 0
     conda:
         "../../envs/indicators.yaml"
     threads: 1

@@ -1,5 +1,6 @@
 # Selection stage: rule-guided vs random subsets of the unseen pool, and the subset-size search.
 
+
 # Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
 # docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
 localrules:
