@@ -2,6 +2,7 @@
 a non-editable install (no repository on the path, another working directory) finds it."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,8 +13,13 @@ import pytest
 @pytest.fixture(scope="module")
 def wheel(repo, tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools writes src/*.egg-info and build/ next to the sources.
+    tree = tmp_path_factory.mktemp("tree")
+    shutil.copytree(repo / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, tree / name)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "--wheel-dir", str(out), str(repo)], capture_output=True, text=True, timeout=600)
+                           "--wheel-dir", str(out), str(tree)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (whl,) = out.glob("instructmining-*.whl")
     return whl
