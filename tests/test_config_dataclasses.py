@@ -1,4 +1,4 @@
-"""Each stage's typed config dataclass mirrors its block of workflow/schemas/config.schema.yaml:
+"""Each stage's typed config dataclass mirrors its block of src/instructmining/schemas/config.schema.yaml:
 the same keys, the same defaults, and a docstring line per field (one fact, one place: a default
 changed on one side fails here)."""
 
@@ -30,7 +30,7 @@ def _plain(value):
 
 @pytest.mark.parametrize(("cls", "where", "module"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_config_dataclass_mirrors_the_schema(repo, cls, where, module):
-    node = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    node = yaml.safe_load((repo / "src/instructmining/schemas/config.schema.yaml").read_text())
     for key in where:
         node = node["properties"][key]
     props = node["properties"]

@@ -13,6 +13,7 @@ import sys
 from . import __version__
 from .errors import InstructMiningError
 from .io import setup_logging
+from .resources import DETERMINISTIC_EXIT, record_failure, start_attempt
 
 # Data-flow order; each module's register() adds its sub-commands.
 # Contributors: add your stage module here when it exists (one line each).
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"instructmining {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="how much the command logs to stderr (default: INFO)")
+    # Set by the rules whose retries are expensive (instructmining.resources): a failure a retry
+    # cannot fix is recorded next to LOG, and a retry of it exits at once instead of running again.
+    parser.add_argument("--attempt", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--retry-log", default=None, help=argparse.SUPPRESS)
     # The command list is printed grouped (user commands first) in the epilog, not by argparse.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS)
     for name in STAGE_MODULES:
@@ -89,11 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     setup_logging(args.log_level)
+    if args.retry_log:
+        earlier = start_attempt(args.retry_log, args.attempt)
+        if earlier:
+            print(f"instructmining {args.command}: not retried: attempt {earlier['attempt']} failed with an error "
+                  f"a retry cannot fix (exit {DETERMINISTIC_EXIT}; fix it and rerun): {earlier['error']!r}",
+                  file=sys.stderr)
+            return DETERMINISTIC_EXIT
     try:
         rc = args.func(args)
     except InstructMiningError as exc:
-        print(f"instructmining {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = f"instructmining {args.command}: error: {exc}"
+        print(message, file=sys.stderr)
+        if args.retry_log:
+            record_failure(args.retry_log, args.attempt, args.command, message)
+        return DETERMINISTIC_EXIT
     return int(rc or 0)
 
 

@@ -13,7 +13,9 @@ from .errors import ConfigError
 from .model_spec import installed_package_dir
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject [tool.setuptools.package-data]): an installed, non-editable package finds
+# it too. The Snakefile validates through check_config, so this is the only copy.
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 SHIPPED_RULES = Path(__file__).resolve().parent / "quality_rules"
 
 
@@ -330,10 +332,11 @@ def config_docs() -> str:
     lines = [
         "# Configuration keys",
         "",
-        "Generated from `workflow/schemas/config.schema.yaml` by `instructmining config-docs`; do not edit.",
+        "Generated from `src/instructmining/schemas/config.schema.yaml` by `instructmining config-docs`; do not edit.",
         "`[]` marks a list item. Files: `config.yaml` (offline demo, default), `paper.yaml` (paper scale,",
-        "hub data), `ci.yaml` (smallest end-to-end run). Runtime settings (threads, memory, GPUs, partition)",
-        "are not config: they live in rule `resources:` and in the SLURM profile (`slurm/`).",
+        "hub data), `ci.yaml` (smallest end-to-end run). Job sizes (threads, memory, runtime, GPUs) live in the",
+        "rules; `resources:` scales them to a larger experiment and caps retries. How to ask the cluster",
+        "(partition, account, GPU flags) is not config: it lives in the SLURM profile (`slurm/`, docs/slurm.md).",
         "",
         "| key | type | default | description |",
         "|---|---|---|---|",

@@ -43,7 +43,7 @@ def read_eval(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class EvalLossConfig:
-    """The `eval_loss:` config block (workflow/schemas/config.schema.yaml), one field per key."""
+    """The `eval_loss:` config block (src/instructmining/schemas/config.schema.yaml), one field per key."""
 
     batch_size: int = 8
     """Eval batch (references per forward pass, length-sorted)."""

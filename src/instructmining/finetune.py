@@ -36,7 +36,7 @@ TIMING_WARMUP_STEPS = 2
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """The `finetune:` config block (workflow/schemas/config.schema.yaml), one field per key."""
+    """The `finetune:` config block (src/instructmining/schemas/config.schema.yaml), one field per key."""
 
     method: str = "qlora"
     """qlora = bitsandbytes-quantized frozen base + LoRA; lora = full-precision base + LoRA."""

@@ -41,7 +41,7 @@ ALPACA_CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """The `base_model.pretrain:` config block (workflow/schemas/config.schema.yaml), one field per key."""
+    """The `base_model.pretrain:` config block (src/instructmining/schemas/config.schema.yaml), one field per key."""
 
     corpus: str = "sharegpt"
     """Pretraining text (eval and pool instructions removed)."""

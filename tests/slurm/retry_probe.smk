@@ -15,6 +15,7 @@ rule memory_probe:
         granted="results/memory_probe/granted.txt",
     log:
         "logs/memory_probe/memory_probe.log",
+    retries: 1
     resources:
         mem_mb=scaled_mem_mb(600),  # attempt 1: 600 MB, attempt 2: 1200 MB, ...
         runtime=scaled_runtime(5),

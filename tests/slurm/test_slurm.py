@@ -41,13 +41,33 @@ pytestmark = [
 ]
 
 SUMMARY: dict = {}
+# Every sacct call of the test's snakemake runs (and their jobs), through a PATH shim that logs it:
+# how hard the profile polls the accounting database is what a cluster admin watches (issue #12).
+SACCT_SHIM: dict = {}
+
+SHIM = """#!/bin/sh
+echo "$(date +%s) ${SLURM_JOB_ID:-login} $*" >> "{log}"
+exec "{real}" "$@"
+"""
 
 
 def _env() -> dict:
     # Jobs inherit this environment (sbatch --export=ALL): the venv's `instructmining` on PATH.
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    if SACCT_SHIM:
+        env["PATH"] = f"{SACCT_SHIM['dir']}:{env['PATH']}"
     return env
+
+
+def _sacct_calls() -> dict:
+    """sacct calls so far: status queries of the login node's snakemake, all login-node calls
+    (also account guessing and failure reasons), calls from inside jobs."""
+    log = SACCT_SHIM.get("log")
+    lines = log.read_text().splitlines() if log and log.exists() else []
+    login = [ln for ln in lines if ln.split()[1] == "login"]
+    return {"status_queries": sum("JobIdRaw,State" in ln for ln in login), "login_total": len(login),
+            "from_jobs": len(lines) - len(login)}
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +80,17 @@ def cluster(tmp_path_factory, pytestconfig):
     up = subprocess.run(["bash", str(SCRIPTS / "cluster-up.sh")], env=env, capture_output=True,
                         text=True, timeout=900)
     assert up.returncode == 0, f"cluster-up.sh failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    shim = state / "shim"
+    shim.mkdir()
+    (shim / "sacct").write_text(SHIM.replace("{log}", str(state / "sacct.log"))
+                                .replace("{real}", shutil.which("sacct", path=env["PATH"])))
+    (shim / "sacct").chmod(0o755)
+    SACCT_SHIM.update(dir=shim, log=state / "sacct.log")
     SUMMARY["cluster_up_s"] = round(time.perf_counter() - t0, 1)
     started = (state / "started").read_text().split() if (state / "started").exists() else []
     SUMMARY["daemons_started_by_test"] = started[::2]
     yield
+    SUMMARY["sacct_calls"] = _sacct_calls()
     down = subprocess.run(["bash", str(SCRIPTS / "cluster-down.sh")], env=env, capture_output=True,
                           text=True, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
@@ -122,7 +149,8 @@ def test_failed_job_is_retried_with_more_memory(cluster, tmp_path):
     jobs = _sacct(_slurm_ids(out))
     assert [(j["reqmem"], j["state"]) for j in jobs] == [("600M", "FAILED"), ("1200M", "COMPLETED")]
     assert all(j["comment"] == "rule_memory_probe" for j in jobs)
-    SUMMARY["retry"] = {"sacct": jobs, "wall_s": round(time.perf_counter() - t0, 1)}
+    SUMMARY["retry"] = {"sacct": jobs, "wall_s": round(time.perf_counter() - t0, 1),
+                        "sacct_calls_so_far": _sacct_calls()}
 
 
 def test_fetch_runs_on_the_login_node(cluster, tmp_path):
@@ -147,9 +175,10 @@ def _plan(workdir: Path, tmp_path: Path, name: str) -> set[Job]:
                 timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
     jobs = set()
-    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", proc.stdout, flags=re.M):
-        out = re.search(r"^    output: (.*)$", m.group(2), flags=re.M)
-        jobs.add((m.group(1), tuple(out.group(1).split(", ")) if out else ()))
+    # Members of a group job (dataset_indicators) are indented by 4 more spaces.
+    for m in re.finditer(r"^( *)(?:local)?rule (\w+):\n((?:\1    .*\n)+)", proc.stdout, flags=re.M):
+        out = re.search(r"^ *output: (.*)$", m.group(3), flags=re.M)
+        jobs.add((m.group(2), tuple(out.group(1).split(", ")) if out else ()))
     if "Nothing to be done" not in proc.stdout:
         m = re.search(r"^total\s+(\d+)$", proc.stdout, flags=re.M)
         assert m and int(m.group(1)) == len(jobs), (m and m.group(0), len(jobs))

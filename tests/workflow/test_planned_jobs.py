@@ -18,7 +18,7 @@ def planned_jobs(text: str, data_root: str) -> list[str]:
     """`snakemake -n -p` output -> sorted 'rule | inputs | outputs' lines (data_root written as <data_root>)."""
     jobs, cur = [], None
     for line in text.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):", line):
+        if m := re.match(r"^\s*(?:local)?rule (\w+):", line):  # indented: a member of a group job
             cur = {"rule": m.group(1), "input": "", "output": ""}
             jobs.append(cur)
         elif cur is not None and (m := re.match(r"^\s+(input|output): (.*)$", line)):

@@ -1,6 +1,15 @@
 # Analysis stage: the table of mixtures, the rule (stepwise OLS), the univariate study, the plots.
 
 
+# Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
+# docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
+localrules:
+    collect_table,
+    fit_rule,
+    plot_fit,
+    univariate,
+
+
 rule collect_table:
     input:
         losses=group_losses,
@@ -19,6 +28,7 @@ rule collect_table:
         "benchmarks/collect_table/{group}.tsv"
     wildcard_constraints:
         group="table|heldout|bins|selection_runs",
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -47,6 +57,7 @@ rule fit_rule:
         "logs/fit_rule/fit_rule.log",
     benchmark:
         "benchmarks/fit_rule/fit_rule.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -83,6 +94,7 @@ rule validate_rule:
         "logs/validate_rule/validate_rule.log",
     benchmark:
         "benchmarks/validate_rule/validate_rule.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -121,6 +133,7 @@ rule plot_fit:
         "logs/plot_fit/plot_fit.log",
     benchmark:
         "benchmarks/plot_fit/plot_fit.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -155,6 +168,7 @@ rule univariate:
         "logs/univariate/univariate.log",
     benchmark:
         "benchmarks/univariate/univariate.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1

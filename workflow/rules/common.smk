@@ -5,10 +5,13 @@ import json
 import sys
 from pathlib import Path
 
+from snakemake.io import apply_wildcards
+
 sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # run from a clone without installing
 from instructmining import plan, score_plan  # noqa: E402
+from instructmining import resources as job_resources  # noqa: E402
 from instructmining.config import check_config, resolve_data_root  # noqa: E402
 from instructmining.errors import InstructMiningError  # noqa: E402
 from instructmining.fetch import plan_fetch  # noqa: E402
@@ -38,22 +41,59 @@ ANALYSIS_GROUPS = plan.analysis_groups(config)
 SCORE_JOBS = score_plan.score_jobs(config)
 
 
+# --- resources (instructmining.resources: attempt scaling, caps, config overrides, retry guard) ---
+def _job_log(wildcards, rulename):
+    """The job's log: its failure record (a failure a retry cannot fix) lies next to it."""
+    return apply_wildcards(workflow.get_rule(rulename).log[0], wildcards)
+
+
 def scaled_mem_mb(base_mb):
-    """mem_mb that grows with the retry attempt (1x, 2x, 3x), so an OOM-killed job gets more."""
+    """mem_mb: the rule's base (or config resources.rules.<rule>.mem_mb) x attempt, capped at
+    resources.max_mem_mb; 1 GB on a retry of a failure a retry cannot fix."""
 
-    def mem(wildcards, attempt):
-        return int(base_mb * attempt)
+    def mem_mb(wildcards, attempt, rulename):
+        log = _job_log(wildcards, rulename)
+        return job_resources.job_size(config, rulename, "mem_mb", base_mb, attempt, log)
 
-    return mem
+    return mem_mb
 
 
 def scaled_runtime(base_minutes):
-    """runtime in minutes that grows with the retry attempt (a timed-out job gets longer)."""
+    """runtime (minutes): base x attempt, capped at resources.max_runtime."""
 
-    def runtime(wildcards, attempt):
-        return int(base_minutes * attempt)
+    def runtime(wildcards, attempt, rulename):
+        log = _job_log(wildcards, rulename)
+        return job_resources.job_size(
+            config, rulename, "runtime", base_minutes, attempt, log
+        )
 
     return runtime
+
+
+def job_threads(base):
+    """threads: the rule's, or config resources.rules.<rule>.threads (the CPUs per GPU)."""
+
+    def threads(wildcards, attempt, rulename):
+        log = _job_log(wildcards, rulename)
+        return job_resources.job_size(config, rulename, "threads", base, attempt, log)
+
+    return threads
+
+
+def gpus(n):
+    """gpu: declared in the rule, so `snakemake -c16 --resources gpu=2` caps concurrent GPU jobs;
+    the SLURM plugin turns it into --gpus=n. 0 on a retry of a failure a retry cannot fix.
+    """
+
+    def gpu(wildcards, attempt, rulename):
+        return job_resources.gpus(n, attempt, _job_log(wildcards, rulename))
+
+    return gpu
+
+
+def attempt_number(wildcards, attempt):
+    """The attempt, for the CLI's --attempt (retry guard)."""
+    return attempt
 
 
 def as_json(obj):
@@ -135,3 +175,8 @@ def dataset_indicator_inputs(wildcards):
         "embeddings": [score_plan.EMBEDDINGS] if embeddings else [],
         "embedding_ids": [score_plan.EMBEDDING_IDS] if embeddings else [],
     }
+
+
+def indicator_group(wildcards):
+    """group: dataset_indicators jobs of one dataset kind share SLURM group jobs (see profile)."""
+    return job_resources.indicator_group(wildcards.dataset)

@@ -1,6 +1,15 @@
 # Data stage: D_eval, the pool, and the datasets (mixtures, bins) as {dataset} wildcards.
 
 
+# Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
+# docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
+localrules:
+    make_mixtures,
+    make_heldout,
+    make_bins,
+    write_manifest,
+
+
 rule build_eval:
     input:
         files=plan.eval_files(config),
@@ -11,18 +20,21 @@ rule build_eval:
         "logs/build_eval/build_eval.log",
     benchmark:
         "benchmarks/build_eval/build_eval.tsv"
+    retries: 1
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=scaled_mem_mb(2000),
         runtime=scaled_runtime(20),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         eval_config=as_json(config["eval"]),
         data_root=data_root,
         seed=config["seed"],
     shell:
-        "instructmining build-eval --eval-config {params.eval_config:q} --data-root {params.data_root:q}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " build-eval --eval-config {params.eval_config:q} --data-root {params.data_root:q}"
         " --seed {params.seed} --out {output.eval} --out-all {output.eval_all} 2> {log}"
 
 
@@ -37,19 +49,22 @@ rule build_pool:
         "logs/build_pool/build_pool.log",
     benchmark:
         "benchmarks/build_pool/build_pool.tsv"
+    retries: 1
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(60),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         sources=as_json(config["pool"]["sources"]),
         data_root=data_root,
         multiturn=config["pool"]["multiturn"],
         seed=config["seed"],
     shell:
-        "instructmining build-pool --sources {params.sources:q} --data-root {params.data_root:q}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " build-pool --sources {params.sources:q} --data-root {params.data_root:q}"
         " --eval {input.eval_all} --multiturn {params.multiturn} --seed {params.seed}"
         " --out {output.pool} --stats {output.stats} 2> {log}"
 
@@ -66,6 +81,7 @@ rule make_mixtures:
         "logs/make_mixtures/make_mixtures.log",
     benchmark:
         "benchmarks/make_mixtures/make_mixtures.tsv"
+    retries: 0
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -95,6 +111,7 @@ rule make_heldout:
         "logs/make_heldout/make_heldout.log",
     benchmark:
         "benchmarks/make_heldout/make_heldout.tsv"
+    retries: 0
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -127,6 +144,7 @@ rule make_bins:
         "logs/make_bins/{indicator}.log",
     benchmark:
         "benchmarks/make_bins/{indicator}.tsv"
+    retries: 0
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -157,6 +175,7 @@ rule write_manifest:
         "logs/write_manifest/write_manifest.log",
     benchmark:
         "benchmarks/write_manifest/write_manifest.tsv"
+    retries: 0
     conda:
         "../../envs/data.yaml"
     threads: 1

@@ -19,18 +19,22 @@ if config["base_model"]["source"] != "hub":
             "logs/prepare_base_model/base.log",
         benchmark:
             "benchmarks/prepare_base_model/base.tsv"
+        retries: 2
         conda:
             "../../envs/finetune.yaml"
-        threads: 2
+        threads: job_threads(2)
         resources:
             mem_mb=scaled_mem_mb(4000),
             runtime=scaled_runtime(30),
+            gpu=gpus(1),
+            attempt=attempt_number,  # the CLI's --attempt (retry guard)
         params:
             cfg=as_json(config["base_model"]),  # the base_model: block (source, pretrain settings, gguf file)
             packages=base_model_input_stamp(config["base_model"]),  # corpus/GGUF package versions
             seed=config["seed"],
         shell:
-            "instructmining prepare-base-model --base-model {params.cfg:q} --eval {input.eval_all}"
+            "instructmining --attempt {resources.attempt} --retry-log {log}"
+            " prepare-base-model --base-model {params.cfg:q} --eval {input.eval_all}"
             " --pool {input.pool} --out {output.model} --seed {params.seed} --threads {threads} 2> {log}"
 
 
@@ -45,12 +49,15 @@ rule finetune:
         "logs/finetune/{dataset}.log",
     benchmark:
         "benchmarks/finetune/{dataset}.tsv"
+    retries: 2
     conda:
         "../../envs/finetune.yaml"
-    threads: 1  # the demo's small model is start-up bound: two 1-thread jobs beat one 2-thread job
+    threads: job_threads(1)  # the demo's small model is start-up bound: two 1-thread jobs beat one 2-thread job
     resources:
         mem_mb=scaled_mem_mb(6000),
         runtime=scaled_runtime(75),  # training + scoring D_eval (a separate 30-minute eval job before)
+        gpu=gpus(1),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         model=as_json(config["base_model"]["model"]),  # where the base model is (path / hub id + revision)
         model_stamp=spec_stamp(config["base_model"]["model"]),  # a package model's version: an upgrade reruns
@@ -58,7 +65,8 @@ rule finetune:
         eval_cfg=as_json(config["eval_loss"]),  # the eval_loss: block (batch size, max length)
         checkpoints=lambda wildcards: f"results/finetune/{wildcards.dataset}/checkpoints",
     shell:
-        "instructmining finetune --data {input.data} --model {params.model:q} --config {params.cfg:q}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " finetune --data {input.data} --model {params.model:q} --config {params.cfg:q}"
         " --name {wildcards.dataset} --checkpoints {params.checkpoints} --out {output.adapter}"
         " --eval {input.eval} --eval-config {params.eval_cfg:q} --loss {output.loss}"
         " --threads {threads} 2> {log}"

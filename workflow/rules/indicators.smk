@@ -3,6 +3,12 @@
 # indicator row per dataset.
 
 
+# Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
+# docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
+localrules:
+    merge_scores,
+
+
 rule train_reward_model:
     input:
         pool="results/pool/pool.parquet",
@@ -13,12 +19,15 @@ rule train_reward_model:
         "logs/train_reward_model/reward.log",
     benchmark:
         "benchmarks/train_reward_model/reward.tsv"
+    retries: 2
     conda:
         "../../envs/indicators.yaml"
-    threads: 2
+    threads: job_threads(2)
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(30),
+        gpu=gpus(1),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         training=as_json(config["indicators"]["reward_training"]),
         encoder=as_json(config["indicators"].get("embedding_model")),
@@ -26,7 +35,8 @@ rule train_reward_model:
         data_root=data_root,
         seed=config["seed"],
     shell:
-        "instructmining train-reward --data-root {params.data_root:q} --training {params.training:q}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " train-reward --data-root {params.data_root:q} --training {params.training:q}"
         " --pool {input.pool} --encoder {params.encoder:q} --seed {params.seed} --threads {threads}"
         " --out {output.model} 2> {log}"
 
@@ -44,12 +54,14 @@ rule score_pool:
         indicator=score_plan.scorer_pattern("score_pool"),
         shard=r"\d+",
         num_shards=r"\d+",
+    retries: 2
     conda:
         "../../envs/indicators.yaml"
-    threads: 2
+    threads: job_threads(2)
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(60),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         model=lambda wildcards: as_json(score_job(wildcards).spec),  # null: model-free
         model_stamp=score_model_stamp,  # a package model's version: an upgrade reruns the scores
@@ -58,14 +70,15 @@ rule score_pool:
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["max_length"],
     shell:
-        "instructmining score {wildcards.indicator} --pool {input.pool} --model {params.model:q}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " score {wildcards.indicator} --pool {input.pool} --model {params.model:q}"
         " --model-role {params.role} --expect-version {params.version} --shard {wildcards.shard}"
         " --num-shards {wildcards.num_shards} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --threads {threads} --out {output.scores} 2> {log}"
 
 
 # The neural scorers (reward, perplexity, UniEval): the same job as score_pool, in a rule of its
-# own so that the SLURM profile gives a GPU to these and not to lengths, MTLD or KNN-i.
+# own so that these ask for a GPU and lengths, MTLD or KNN-i do not.
 use rule score_pool as score_pool_model with:
     log:
         "logs/score_pool_model/{indicator}.{shard}-of-{num_shards}.log",
@@ -75,6 +88,11 @@ use rule score_pool as score_pool_model with:
         indicator=score_plan.scorer_pattern("score_pool_model"),
         shard=r"\d+",
         num_shards=r"\d+",
+    resources:
+        mem_mb=scaled_mem_mb(4000),
+        runtime=scaled_runtime(60),
+        gpu=gpus(1),
+        attempt=attempt_number,
 
 
 # Set-level indicators (KNN-i) as a per-sample score over the whole pool (each sample's value
@@ -94,16 +112,19 @@ rule score_pool_set:
         indicator=score_plan.scorer_pattern("score_pool_set"),
         shard=r"\d+",
         num_shards=r"\d+",
+    retries: 1
     conda:
         "../../envs/indicators.yaml"
     threads: 1
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(20),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         version=lambda wildcards: score_job(wildcards).version,
     shell:
-        "instructmining score {wildcards.indicator} --pool {input.pool} --embeddings {input.embeddings}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " score {wildcards.indicator} --pool {input.pool} --embeddings {input.embeddings}"
         " --embedding-ids {input.embedding_ids} --expect-version {params.version} --shard {wildcards.shard}"
         " --num-shards {wildcards.num_shards} --out {output.scores} 2> {log}"
 
@@ -118,6 +139,7 @@ rule merge_scores:
         "logs/merge_scores/{indicator}.log",
     benchmark:
         "benchmarks/merge_scores/{indicator}.tsv"
+    retries: 0
     conda:
         "../../envs/indicators.yaml"
     threads: 1
@@ -142,19 +164,23 @@ rule embed_pool:
         "logs/embed_pool/pool.log",
     benchmark:
         "benchmarks/embed_pool/pool.tsv"
+    retries: 2
     conda:
         "../../envs/indicators.yaml"
-    threads: 2
+    threads: job_threads(2)
     resources:
         mem_mb=scaled_mem_mb(4000),
         runtime=scaled_runtime(60),
+        gpu=gpus(1),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         model=as_json(config["indicators"].get("embedding_model")),
         model_stamp=spec_stamp(config["indicators"].get("embedding_model")),
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["knn_model_max_length"],
     shell:
-        "instructmining embed --pool {input.pool} --model {params.model:q} --batch-size {params.batch_size}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " embed --pool {input.pool} --model {params.model:q} --batch-size {params.batch_size}"
         " --max-length {params.max_length} --threads {threads} --out {output.embeddings}"
         " --ids-out {output.ids} 2> {log}"
 
@@ -168,6 +194,9 @@ rule dataset_indicators:
         "logs/dataset_indicators/{dataset}.log",
     benchmark:
         "benchmarks/dataset_indicators/{dataset}.tsv"
+    retries: 0
+    group:
+        indicator_group  # ~1 s per dataset: a few SLURM group jobs (profile: group-components)
     conda:
         "../../envs/indicators.yaml"
     threads: 1

@@ -1,6 +1,14 @@
 # Selection stage: rule-guided vs random subsets of the unseen pool, and the subset-size search.
 
 
+# Bookkeeping (a few seconds, one thread, no model, small tables; benchmark medians in
+# docs/slurm.md): run inside the snakemake process, never as SLURM jobs.
+localrules:
+    select_dataset,
+    plot_selection,
+    selection_study,
+
+
 rule select_dataset:
     input:
         unpack(selection_inputs),
@@ -10,6 +18,7 @@ rule select_dataset:
         "logs/select_dataset/sel-{method}-{n}-{seed}.log",
     benchmark:
         "benchmarks/select_dataset/sel-{method}-{n}-{seed}.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -49,6 +58,7 @@ rule plot_selection:
         "logs/plot_selection/plot_selection.log",
     benchmark:
         "benchmarks/plot_selection/plot_selection.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -75,6 +85,7 @@ rule selection_study:
         "logs/selection_study/selection_study.log",
     benchmark:
         "benchmarks/selection_study/selection_study.tsv"
+    retries: 0
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -101,14 +112,17 @@ rule search_size:
         "logs/search_size/search_size.log",
     benchmark:
         "benchmarks/search_size/search_size.tsv"
+    retries: 1
     conda:
         "../../envs/search.yaml"
-    threads: 1
+    threads: job_threads(1)
     resources:
         mem_mb=scaled_mem_mb(6000),
         runtime=scaled_runtime(
             60 * config["selection"].get("search", {}).get("budget", 8)
         ),
+        gpu=gpus(1),
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
     params:
         rule=selection_rule,
         sources=config["selection"].get("pool") or [],
@@ -118,7 +132,8 @@ rule search_size:
         search=plan.search_settings(config),  # n_min, n_max, budget, algorithm, seed
         workdir="results/search",  # trial cache, kept across reruns (not an output)
     shell:
-        "instructmining search-size --pool {input.pool} --eval {input.eval} --rule {params.rule}"
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " search-size --pool {input.pool} --eval {input.eval} --rule {params.rule}"
         " --sources {params.sources} --scores {input.scores} --embeddings {input.embeddings}"
         " --embedding-ids {input.embedding_ids} --model {params.model:q}"
         " --finetune-config {params.finetune:q} --eval-config {params.eval_loss:q}"

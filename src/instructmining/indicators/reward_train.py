@@ -138,7 +138,7 @@ def heldout_accuracy(model: Any, tok: Any, groups: list[dict[str, Any]], max_len
 
 @dataclass(frozen=True)
 class RewardTrainingConfig:
-    """The `indicators.reward_training:` config block (workflow/schemas/config.schema.yaml), one
+    """The `indicators.reward_training:` config block (src/instructmining/schemas/config.schema.yaml), one
     field per key."""
 
     enabled: bool = False
