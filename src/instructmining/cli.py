@@ -26,6 +26,7 @@ STAGE_MODULES = [
     "instructmining.finetune",
     "instructmining.evaluate",
     "instructmining.table",
+    "instructmining.validity",
     "instructmining.regression",
     "instructmining.univariate",
     "instructmining.plots",
