@@ -177,3 +177,18 @@ def test_require_valid_indicators_needs_a_ladder():
     bare["analysis"]["require_valid_indicators"] = False
     cfg = check_config(bare, base=REPO)
     assert plan.fit_rule_files(cfg)["validity"] == [] and plan.VALIDITY not in plan.targets(cfg)
+
+
+def test_alpaca_gpt4_contrast_pairs_shared_instructions(data_root):
+    demo = load_config(REPO / "config" / "config.yaml")
+    contrast = demo["validity"]["contrasts"][0]
+    frame = validity.contrast_frame(data_root, contrast, [], set(), None)
+    assert len(frame) == 2 * 57 and (frame.groupby("prompt")["rank"].apply(sorted) == pd.Series([[0, 1]] * 57)).all()
+    assert (frame.groupby("prompt")["instruction"].nunique() == 1).all()
+    pool = list(frame["instruction"][:10])  # as if in the pool: left out
+    fewer = validity.contrast_frame(data_root, contrast, pool, {match_key(frame["instruction"].iloc[20])}, None)
+    assert len(fewer) == 2 * (57 - 5 - 1)
+    perfect = pd.DataFrame({"reward": -frame["rank"].to_numpy(dtype=float)})
+    cols = validity.contrast_columns(frame, perfect, ["reward"], "alpaca_gpt4", 200, 0)
+    assert cols.loc["reward"].to_dict() == {"alpaca_gpt4_accuracy": 1.0, "alpaca_gpt4_ci_low": 1.0,
+                                            "alpaca_gpt4_ci_high": 1.0, "alpaca_gpt4_pairs": 57}

@@ -139,6 +139,8 @@ def _local_files(config: dict[str, Any]) -> list[tuple[str, str]]:
     ladder = (config.get("validity") or {}).get("outputs") or []
     flat = [f for entry in ladder for f in ([entry] if isinstance(entry, str) else entry)]
     files += [(f"validity.outputs[{j}]", f) for j, f in enumerate(flat)]
+    for j, contrast in enumerate((config.get("validity") or {}).get("contrasts") or []):
+        files += [(f"validity.contrasts[{j}].{side}", contrast[side]) for side in ("better", "worse")]
     return files
 
 

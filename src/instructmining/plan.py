@@ -146,8 +146,9 @@ def validity_files(config: dict[str, Any]) -> dict[str, list[str] | str]:
     from .score_plan import workflow_model_dirs
 
     dirs = sorted({d for spec in validity_models(config).values() for d in workflow_model_dirs(spec)})
+    contrasts = [c[side] for c in (config.get("validity") or {}).get("contrasts") or [] for side in ("better", "worse")]
     return {"pool": POOL, "eval_all": EVAL_ALL, "outputs": [_local(config, f) for f in _flat(validity_outputs(config))],
-            "models": dirs}
+            "contrasts": [_local(config, f) for f in contrasts], "models": dirs}
 
 
 def fit_rule_files(config: dict[str, Any]) -> dict[str, list[str] | str]:

@@ -105,6 +105,45 @@ def answer_frame(data_root: str | Path, outputs: list[Any], instructions: list[s
     return pd.DataFrame(rows).sort_values(["prompt", "rank", "set"], kind="stable").reset_index(drop=True)
 
 
+def contrast_frame(data_root: str | Path, contrast: dict[str, str], pool_instructions: list[str],
+                   eval_keys: set[str], max_prompts: int | None) -> Any:
+    """A two-level contrast as an answer frame (rank 0 = `better`, 1 = `worse`): the instructions
+    (with input) both files answer, minus eval and pool instructions and identical answers. Files
+    are instruction/input/output records (the Alpaca format)."""
+    import pandas as pd
+
+    from .data import match_key, normalize_text, sample_id
+    from .records import local_path
+
+    def read(rel: str) -> dict[tuple[str, str], dict[str, str]]:
+        recs = json.loads(local_path(rel, str(data_root)).read_text(encoding="utf-8"))
+        return {(match_key(r["instruction"]), match_key(r.get("input") or "")): r for r in recs}
+
+    better, worse = read(contrast["better"]), read(contrast["worse"])
+    pool = {match_key(t) for t in pool_instructions}
+    keys = [k for k in better if k in worse and k[0] not in pool and k[0] not in eval_keys
+            and match_key(k[0] + "\n\n" + k[1]) not in eval_keys
+            and normalize_text(better[k]["output"]) != normalize_text(worse[k]["output"])][:max_prompts]
+    rows = []
+    for p, key in enumerate(keys):
+        for rank, (side, recs) in enumerate((("better", better), ("worse", worse))):
+            r = recs[key]
+            ins, inp, out = (normalize_text(r.get(f) or "") for f in ("instruction", "input", "output"))
+            rows.append({"prompt": p, "set": f"{contrast['label']}_{side}", "rank": rank,
+                         "id": sample_id(ins, inp, out), "instruction": ins, "input": inp, "output": out})
+    if not rows:
+        raise InstructMiningError(f"validity contrast {contrast['label']!r}: the two files share no usable instruction")
+    return pd.DataFrame(rows)
+
+
+def contrast_columns(frame: Any, scores: Any, names: list[str], label: str, n_boot: int, seed: int) -> Any:
+    """Per indicator: <label>_accuracy, _ci_low, _ci_high, _pairs on a two-level contrast."""
+    t = validity_table(frame, scores, names, n_boot, seed).set_index("indicator")
+    return t[["accuracy", "ci_low", "ci_high", "n_pairs"]].rename(
+        columns={"accuracy": f"{label}_accuracy", "ci_low": f"{label}_ci_low", "ci_high": f"{label}_ci_high",
+                 "n_pairs": f"{label}_pairs"})
+
+
 def ladder_pairs(answers: Any) -> Any:
     """(prompt, better, worse) row indices of `answers`: different ranks, different texts (the
     pairs reward training uses, reward_train.pairs_of)."""
@@ -294,13 +333,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     options = {**args.options, "device": resolve_device(args.device)}
     scores = score_answers(answers, args.names, args.models, options, args.cache_dir)
     table = validity_table(answers, scores, args.names, args.bootstrap, args.seed)
+    frames = [answers.assign(contrast="ladder").join(scores)]
+    for contrast in args.contrasts:
+        frame = contrast_frame(args.data_root, contrast, list(pool["instruction"]), eval_keys(evals), args.max_prompts)
+        LOG.info("validity contrast %s: %d pairs", contrast["label"], len(frame) // 2)
+        cscores = score_answers(frame, args.names, args.models, options, args.cache_dir)
+        extra = contrast_columns(frame, cscores, args.names, contrast["label"], args.bootstrap, args.seed)
+        table = table.join(extra, on="indicator")
+        frames.append(frame.assign(contrast=contrast["label"]).join(cscores))
     for _, row in table.iterrows():
         LOG.info("%-28s %-9s acc %.3f [%.3f, %.3f] ladder rho %s", row["indicator"], row["status"],
                  row["accuracy"], row["ci_low"], row["ci_high"], row["ladder_spearman"])
     write_tsv(table, args.out)
     if args.answers_out:
-        write_parquet(answers.drop(columns=["instruction", "input", "output"]).join(scores), args.answers_out)
+        import pandas as pd
+
+        write_parquet(pd.concat(frames, ignore_index=True).drop(columns=["instruction", "input", "output"]),
+                      args.answers_out)
     settings = {"prompts": len(prompts), "answers": len(answers), "outputs": args.outputs, "split": args.split,
+                "contrasts": args.contrasts,
                 "max_prompts": args.max_prompts, "bootstrap": args.bootstrap, "models": args.models,
                 **provenance(seed=args.seed)}
     if args.html:
@@ -328,6 +379,8 @@ def register(sub: Any) -> None:
     p.add_argument("--data-root", required=True, help="folder the --outputs paths are relative to")
     p.add_argument("--outputs", type=_json, required=True, help="JSON list of answer-set files, best first; "
                    "an inner list is a tie group")
+    p.add_argument("--contrasts", type=_json, default=[], help="JSON list of {label, better, worse}: two-level "
+                   "contrasts (Alpaca-format files answering the same instructions), reported beside the ladder")
     p.add_argument("--split", type=_json, default=None, help='JSON {"heldout": f, "seed": s}: the reward '
                    "model's training split (validity uses its held-out prompts only); null: no trained reward model")
     p.add_argument("--names", type=_json, required=True, help="JSON list of indicator names")

@@ -55,6 +55,7 @@ rule validate_indicators:
     params:
         data_root=data_root,
         outputs=as_json(plan.validity_outputs(config)),
+        contrasts=as_json(config["validity"]["contrasts"]),
         split=as_json(plan.validity_split(config)),
         names=as_json(config["indicators"]["names"]),
         models=as_json(plan.validity_models(config)),
@@ -66,7 +67,8 @@ rule validate_indicators:
         seed=config["seed"],
     shell:
         "instructmining validate-indicators --pool {input.pool} --eval-all {input.eval_all}"
-        " --data-root {params.data_root:q} --outputs {params.outputs:q} --split {params.split:q}"
+        " --data-root {params.data_root:q} --outputs {params.outputs:q} --contrasts {params.contrasts:q}"
+        " --split {params.split:q}"
         " --names {params.names:q} --models {params.models:q} --options {params.options:q}"
         " --max-prompts {params.max_prompts} --bootstrap {params.bootstrap} --seed {params.seed}"
         " --threads {threads} --out {output.table} --answers-out {output.answers} --html {output.html} 2> {log}"
