@@ -65,14 +65,14 @@ def targets(config: dict[str, Any]) -> list[str]:
     out += [f"results/indicators/{d}.parquet" for d in datasets]
     out += [f"results/loss/{d}.json" for d in datasets]
     out += [f"results/analysis/{n}" for n in ("rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png")]
+    if validity_outputs(config):
+        out.append(VALIDITY)
     if bin_names(config):
         out += ["results/analysis/univariate.tsv", "results/analysis/univariate.png"]
     if selection_names(config):
         out += ["results/analysis/selection.tsv", "results/analysis/selection.png"]
     if config["selection"].get("search", {}).get("enabled"):
         out.append("results/analysis/size_search.json")
-    if validity_outputs(config):
-        out.append(VALIDITY)
     return out
 
 
