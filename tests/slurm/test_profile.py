@@ -10,7 +10,7 @@ import sys
 import yaml
 
 GPU_RULES = {"finetune", "score_pool_model", "embed_pool", "train_reward_model",
-             "prepare_base_model", "search_size"}
+             "prepare_base_model", "search_size", "validate_indicators"}
 
 
 def _profile(repo, name):

@@ -60,7 +60,10 @@ rule validate_indicators:
         names=as_json(config["indicators"]["names"]),
         models=as_json(plan.validity_models(config)),
         stamps=[spec_stamp(s) for s in plan.validity_models(config).values()],
-        versions=[score_plan.score_job(config, n).version for n in config["indicators"]["names"]],
+        versions=[
+            score_plan.score_job(config, n).version
+            for n in config["indicators"]["names"]
+        ],
         options=as_json(plan.validity_options(config)),
         max_prompts=config["validity"]["max_prompts"],  # None: every usable prompt
         bootstrap=config["validity"]["bootstrap"],
