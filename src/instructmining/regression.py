@@ -362,7 +362,7 @@ def write_rule_html(rule: dict[str, Any], coefficients: Any, steps: Any, out: st
                      if validity else "analysis.require_valid_indicators is off: every indicator was a candidate")
     write_page("The fitted rule", [
         ("Formula", "raw indicator units; lower predicted log loss = better data", f"<p><code>{formula}</code></p>"),
-        ("Indicators left out (validity)", validity_note, frame_html(left_out)),
+        ("Indicators left out (validity)", validity_note, frame_html(left_out) if len(left_out) else "<p>none</p>"),
         ("Fit", CV_NOTE, frame_html(stats)),
         ("Coefficients", "estimate, standard error, t, p, 95 % interval and VIF per term (coefficients.tsv)",
          frame_html(coefficients)),
