@@ -192,3 +192,29 @@ def test_alpaca_gpt4_contrast_pairs_shared_instructions(data_root):
     cols = validity.contrast_columns(frame, perfect, ["reward"], "alpaca_gpt4", 200, 0)
     assert cols.loc["reward"].to_dict() == {"alpaca_gpt4_accuracy": 1.0, "alpaca_gpt4_ci_low": 1.0,
                                             "alpaca_gpt4_ci_high": 1.0, "alpaca_gpt4_pairs": 57}
+
+
+def test_validate_indicators_command(tmp_path, data_root):
+    """The command end to end with a model-free scorer: prompts, answers, the pool's cache code,
+    the table, the per-answer scores, the report page; a rerun reads every score from the cache."""
+    demo = load_config(REPO / "config" / "config.yaml")
+    outputs = demo["indicators"]["reward_training"]["outputs"]
+    pool = tmp_path / "pool.parquet"
+    pd.DataFrame({"instruction": ["not an AlpacaEval prompt"]}).to_parquet(pool)
+    evals = tmp_path / "eval_all.parquet"
+    pd.DataFrame({"instruction": ["Write a haiku"], "input": [""]}).to_parquet(evals)
+    args = ["validate-indicators", "--pool", str(pool), "--eval-all", str(evals), "--data-root", str(data_root),
+            "--outputs", json.dumps(outputs), "--contrasts", json.dumps(demo["validity"]["contrasts"]),
+            "--split", json.dumps({"heldout": 0.2, "seed": 1}), "--names", '["mtld"]', "--max-prompts", "6",
+            "--bootstrap", "200", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "v.tsv"),
+            "--answers-out", str(tmp_path / "a.parquet"), "--html", str(tmp_path / "v.html")]
+    assert main(args) == 0
+    table = validity.read_validity(tmp_path / "v.tsv")
+    row = table.iloc[0]
+    assert row["indicator"] == "mtld" and row["status"] == "reference" and row["n_prompts"] == 6
+    assert row["alpaca_gpt4_pairs"] == 6 and 0 <= row["alpaca_gpt4_accuracy"] <= 1
+    answers = pd.read_parquet(tmp_path / "a.parquet")
+    assert set(answers["contrast"]) == {"ladder", "alpaca_gpt4"} and answers["mtld"].notna().all()
+    assert "Indicator validity" in (tmp_path / "v.html").read_text()
+    first = (tmp_path / "v.tsv").read_text()
+    assert main(args) == 0 and (tmp_path / "v.tsv").read_text() == first  # cached, seeded: identical
