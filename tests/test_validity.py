@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from instructmining import plan, validity
+from instructmining import plan, validity, validity_data
 from instructmining.cli import main
 from instructmining.config import ConfigError, check_config, load_config
 from instructmining.data import match_key
@@ -70,10 +70,10 @@ def test_bootstrap_resamples_prompts_not_pairs():
 
 def test_ladder_pairs_are_reward_trainings_pairs(data_root):
     outputs = load_config(REPO / "config" / "config.yaml")["indicators"]["reward_training"]["outputs"]
-    prompts = validity.validity_prompts(data_root, outputs, [], set(), {"heldout": 0.2, "seed": 1}, 20)
-    answers = validity.answer_frame(data_root, outputs, prompts)
+    prompts = validity_data.validity_prompts(data_root, outputs, [], set(), {"heldout": 0.2, "seed": 1}, 20)
+    answers = validity_data.answer_frame(data_root, outputs, prompts)
     groups = {_norm(g["instruction"]): g for g in load_groups(data_root, outputs, set())}
-    assert len(validity.ladder_pairs(answers)) == sum(len(pairs_of(groups[_norm(p)])) for p in prompts)
+    assert len(validity_data.ladder_pairs(answers)) == sum(len(pairs_of(groups[_norm(p)])) for p in prompts)
 
 
 def _real_split(data_root, cfg):
@@ -87,7 +87,7 @@ def test_validity_prompts_never_train_the_reward_model_nor_are_eval(data_root):
     outputs, pool = _real_split(data_root, cfg)
     split = plan.validity_split(cfg)
     assert split == {"heldout": cfg["indicators"]["reward_training"]["heldout"], "seed": cfg["seed"]}
-    prompts = validity.validity_prompts(data_root, outputs, pool, set(), split, None)
+    prompts = validity_data.validity_prompts(data_root, outputs, pool, set(), split, None)
     # What train_reward trains on: the same load_groups + split_groups call.
     _, train = split_groups(load_groups(data_root, outputs, {_norm(t) for t in pool}), split["heldout"], split["seed"])
     trained = {_norm(g["instruction"]) for g in train}
@@ -100,7 +100,7 @@ def test_validity_prompts_never_train_the_reward_model_nor_are_eval(data_root):
     keys = {match_key(e) for e in evals}
     assert len(keys) >= 330 and not {match_key(p) for p in prompts} & keys
     # an eval key given to the function removes that prompt
-    assert prompts[0] not in validity.validity_prompts(data_root, outputs, pool, {match_key(prompts[0])}, split, None)
+    assert prompts[0] not in validity_data.validity_prompts(data_root, outputs, pool, {match_key(prompts[0])}, split, None)
 
 
 def _fit(tmp_path, table, validity_path):
@@ -182,11 +182,11 @@ def test_require_valid_indicators_needs_a_ladder():
 def test_alpaca_gpt4_contrast_pairs_shared_instructions(data_root):
     demo = load_config(REPO / "config" / "config.yaml")
     contrast = demo["validity"]["contrasts"][0]
-    frame = validity.contrast_frame(data_root, contrast, [], set(), None)
+    frame = validity_data.contrast_frame(data_root, contrast, [], set(), None)
     assert len(frame) == 2 * 57 and (frame.groupby("prompt")["rank"].apply(sorted) == pd.Series([[0, 1]] * 57)).all()
     assert (frame.groupby("prompt")["instruction"].nunique() == 1).all()
     pool = list(frame["instruction"][:10])  # as if in the pool: left out
-    fewer = validity.contrast_frame(data_root, contrast, pool, {match_key(frame["instruction"].iloc[20])}, None)
+    fewer = validity_data.contrast_frame(data_root, contrast, pool, {match_key(frame["instruction"].iloc[20])}, None)
     assert len(fewer) == 2 * (57 - 5 - 1)
     perfect = pd.DataFrame({"reward": -frame["rank"].to_numpy(dtype=float)})
     cols = validity.contrast_columns(frame, perfect, ["reward"], "alpaca_gpt4", 200, 0)
