@@ -27,6 +27,7 @@ STAGE_MODULES = [
     "instructmining.finetune",
     "instructmining.evaluate",
     "instructmining.table",
+    "instructmining.validity",
     "instructmining.regression",
     "instructmining.validation",
     "instructmining.univariate",

@@ -138,6 +138,11 @@ def _local_files(config: dict[str, Any]) -> list[tuple[str, str]]:
     if training.get("enabled"):
         flat = [f for entry in training.get("outputs", []) for f in ([entry] if isinstance(entry, str) else entry)]
         files += [(f"indicators.reward_training.outputs[{j}]", f) for j, f in enumerate(flat)]
+    ladder = (config.get("validity") or {}).get("outputs") or []
+    flat = [f for entry in ladder for f in ([entry] if isinstance(entry, str) else entry)]
+    files += [(f"validity.outputs[{j}]", f) for j, f in enumerate(flat)]
+    for j, contrast in enumerate((config.get("validity") or {}).get("contrasts") or []):
+        files += [(f"validity.contrasts[{j}].{side}", contrast[side]) for side in ("better", "worse")]
     return files
 
 
@@ -262,6 +267,16 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
         for j, name in enumerate(listed):
             if name not in names:
                 raise ConfigError(f"{key}[{j}]", f"{name!r} is not in indicators.names {names}")
+
+    from .plan import validity_outputs
+
+    ladder = validity_outputs(config)
+    if (config.get("analysis") or {}).get("require_valid_indicators", True) and not ladder:
+        raise ConfigError("analysis.require_valid_indicators", "is on but no validity ladder is configured: set "
+                          "validity.outputs (answer sets best first, e.g. the AlpacaEval outputs in the shipped data) "
+                          "or set analysis.require_valid_indicators: false")
+    if ladder and len(ladder) < 2:
+        raise ConfigError("validity.outputs", "needs at least two rank groups (best first)")
 
     sel = config.get("selection", {})
     if sel.get("n"):

@@ -10,10 +10,12 @@ from typing import Any
 from . import dataset_names
 from .dataset_names import finetune_seed  # noqa: F401  (finetune imports it from here)
 from .records import local_path
-from .score_plan import EMBEDDING_IDS, EMBEDDINGS, POOL, score_file, set_level, uses_embeddings
+from .score_plan import EMBEDDING_IDS, EMBEDDINGS, POOL, model_spec, score_file, set_level, uses_embeddings
 
 EVAL = "results/eval/eval.parquet"
+EVAL_ALL = "results/eval/eval_all.parquet"
 QUALITY_RULE = "results/analysis/rule.json"
+VALIDITY = "results/analysis/indicator_validity.tsv"
 
 
 def mixture_names(config: dict[str, Any]) -> list[str]:
@@ -71,6 +73,8 @@ def targets(config: dict[str, Any]) -> list[str]:
     out += [f"results/loss/{d}.json" for d in datasets]
     out += [f"results/analysis/{n}" for n in ("rule.json", "coefficients.tsv", "stepwise.tsv", "fit.png",
                                                "validation.json")]
+    if validity_outputs(config):
+        out.append(VALIDITY)
     if bin_names(config):
         out += ["results/analysis/univariate.tsv", "results/analysis/univariate.png"]
     if selection_names(config):
@@ -107,12 +111,67 @@ def eval_files(config: dict[str, Any]) -> list[str]:
                    if item.get(key) and not item.get("hub")})
 
 
+def _flat(outputs: list[Any]) -> list[str]:
+    files: list[str] = []
+    for entry in outputs:
+        files += [entry] if isinstance(entry, str) else list(entry)
+    return files
+
+
 def reward_training_files(config: dict[str, Any]) -> list[str]:
     """The AlpacaEval outputs files the demo reward model trains on (tie groups flattened)."""
-    files: list[str] = []
-    for entry in config["indicators"]["reward_training"]["outputs"]:
-        files += [entry] if isinstance(entry, str) else list(entry)
-    return [_local(config, f) for f in files]
+    return [_local(config, f) for f in _flat(config["indicators"]["reward_training"]["outputs"])]
+
+
+# --- indicator validity (instructmining.validity) ---
+def validity_outputs(config: dict[str, Any]) -> list[Any]:
+    """The answer-set ladder the indicators are validated on, best first: validity.outputs, else
+    the reward-training ladder (one ladder, one place); [] when neither is configured."""
+    return (config.get("validity") or {}).get("outputs") or config["indicators"].get("reward_training", {}).get(
+        "outputs") or []
+
+
+def validity_split(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The reward model's training split ({heldout, seed}, as train_reward_model gets it) when the
+    workflow trains it: validity then uses its held-out prompts only. None: no trained reward model."""
+    training = config["indicators"].get("reward_training") or {}
+    if not training.get("enabled"):
+        return None
+    return {"heldout": training.get("heldout", 0.2), "seed": config["seed"]}
+
+
+def validity_models(config: dict[str, Any]) -> dict[str, Any]:
+    """{role: model spec} of the configured indicators' scorers: the specs the pool scores use
+    (score_plan.model_spec), so validity judges the same models."""
+    from .indicators import registry
+
+    roles = {registry.info(n).model for n in config["indicators"]["names"]} - {None}
+    return {role: model_spec(config, role) for role in sorted(roles)}
+
+
+def validity_options(config: dict[str, Any]) -> dict[str, int]:
+    """The scorers' batch and truncation options, as the pool scores and rule.json use them."""
+    from .score_plan import quality_rule_options
+
+    return {**quality_rule_options(config), "batch_size": config["indicators"]["batch_size"]}
+
+
+def validity_files(config: dict[str, Any]) -> dict[str, list[str] | str]:
+    """Inputs of validate_indicators: pool and every eval instruction (both excluded), the ladder
+    files, and the scorer model folders the workflow builds."""
+    from .score_plan import workflow_model_dirs
+
+    dirs = sorted({d for spec in validity_models(config).values() for d in workflow_model_dirs(spec)})
+    contrasts = [c[side] for c in (config.get("validity") or {}).get("contrasts") or [] for side in ("better", "worse")]
+    return {"pool": POOL, "eval_all": EVAL_ALL, "outputs": [_local(config, f) for f in _flat(validity_outputs(config))],
+            "contrasts": [_local(config, f) for f in contrasts], "models": dirs}
+
+
+def fit_rule_files(config: dict[str, Any]) -> dict[str, list[str] | str]:
+    """fit_rule's inputs: the mixture table, and the validity table when
+    analysis.require_valid_indicators is on (its chance and inverted scorers leave the candidates)."""
+    required = (config.get("analysis") or {}).get("require_valid_indicators", True)
+    return {"table": "results/analysis/table.tsv", "validity": [VALIDITY] if required else []}
 
 
 # --- the quality rule and the selection ---

@@ -300,7 +300,18 @@ def _cmd_fit_rule(args: argparse.Namespace) -> int:
     # The rule is fitted on the mixtures only; rep rows (same data, another seed) measure noise.
     mixtures = table[table["kind"] == "mixture"] if "kind" in table.columns else table
     candidates = args.candidates or [c for c in table.columns if c not in ("dataset", "kind", "loss", RESPONSE)]
+    validity = None
+    if args.validity:
+        # A scorer that does not rank answers better than chance (or ranks them backwards) is no
+        # quality finding, whatever its p-value: it never enters the stepwise candidates.
+        from .validity import read_validity, usable_candidates
+
+        candidates, excluded = usable_candidates(candidates, read_validity(args.validity), args.validity)
+        validity = {"table": args.validity, "kept": candidates, "excluded": excluded}
+        for name, why in excluded.items():
+            LOG.info("left out of the candidates: %s (%s)", name, why)
     rule = fit_rule(mixtures, candidates, args.criterion, args.p_enter, args.p_remove, args.max_vif, path=args.table)
+    rule["validity"] = validity
     rule["seed_noise"] = seed_noise(table)
     if rule["stepwise"]["steps"][-1]["skipped"]:
         LOG.info("candidates not estimable with the chosen ones: %s", rule["stepwise"]["steps"][-1]["skipped"])
@@ -312,7 +323,7 @@ def _cmd_fit_rule(args: argparse.Namespace) -> int:
     rule["options"] = json.loads(args.options)
     rule["provenance"] = provenance(config={"criterion": args.criterion, "p_enter": args.p_enter,
                                             "p_remove": args.p_remove, "candidates": args.candidates,
-                                            "max_vif": args.max_vif})
+                                            "max_vif": args.max_vif, "validity": args.validity})
     LOG.info("rule: %s (R2 %.3f, LOO-procedure R2 %s)", rule["coefficients"], rule["r2"],
              rule["cv_r2"]["loo_procedure"])
     write_json(rule, args.out)
@@ -343,8 +354,15 @@ def write_rule_html(rule: dict[str, Any], coefficients: Any, steps: Any, out: st
     std = pd.DataFrame([{"indicator": n, "standardized coefficient": v["coefficient"],
                          "ci_low": v["conf_int_95"][0], "ci_high": v["conf_int_95"][1]}
                         for n, v in (rule.get("standardized") or {}).items()])
+    validity = rule.get("validity") or {}
+    left_out = pd.DataFrame([{"indicator": n, "why": w} for n, w in (validity.get("excluded") or {}).items()],
+                            columns=["indicator", "why"])
+    validity_note = (f"from {validity['table']}: indicators whose pairwise accuracy on answers of known order does "
+                     "not clear chance (or is below it) are not candidates; kept: " + ", ".join(validity["kept"])
+                     if validity else "analysis.require_valid_indicators is off: every indicator was a candidate")
     write_page("The fitted rule", [
         ("Formula", "raw indicator units; lower predicted log loss = better data", f"<p><code>{formula}</code></p>"),
+        ("Indicators left out (validity)", validity_note, frame_html(left_out) if len(left_out) else "<p>none</p>"),
         ("Fit", CV_NOTE, frame_html(stats)),
         ("Coefficients", "estimate, standard error, t, p, 95 % interval and VIF per term (coefficients.tsv)",
          frame_html(coefficients)),
@@ -365,6 +383,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-vif", type=float, default=DEFAULT_MAX_VIF, help="refuse collinear models above this VIF")
     p.add_argument("--models", default="{}", help="JSON: the scorers' model specs, recorded for `select`")
     p.add_argument("--options", default="{}", help="JSON: the scorers' options (max_length), recorded for `select`")
+    p.add_argument("--validity", nargs="?", const=None, default=None,
+                   help="indicator_validity.tsv: candidates whose status is chance or inverted are left out")
     p.add_argument("--out", required=True, help="rule.json")
     p.add_argument("--coefficients", required=True, help="coefficients.tsv")
     p.add_argument("--steps", required=True, help="stepwise.tsv: the selection path")

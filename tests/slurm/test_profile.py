@@ -14,7 +14,7 @@ import yaml
 from instructmining.resources import INDICATOR_GROUPS
 
 GPU_RULES = {"finetune", "score_pool_model", "embed_pool", "train_reward_model",
-             "prepare_base_model", "search_size"}
+             "prepare_base_model", "search_size", "validate_indicators"}
 
 
 def _profile(repo, name):

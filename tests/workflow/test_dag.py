@@ -37,6 +37,8 @@ def test_dry_run_plans_every_dataset(name):
     assert counts["finetune"] == counts["dataset_indicators"] == len(datasets) and "eval_loss" not in counts
     assert counts["make_bins"] == len(cfg["bins"]["indicators"])
     assert counts["select_dataset"] == len(plan.selection_names(cfg))
+    # Every config validates its scorers (the paper's hub ones too) before the rule uses them.
+    assert counts["validate_indicators"] == 1
     if name == "paper":
         assert len(plan.mixture_names(cfg)) == 78
         assert len(plan.bin_names(cfg)) == 8 * 9

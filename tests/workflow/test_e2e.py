@@ -63,6 +63,15 @@ def test_rule_and_plots_are_written(run):
     study = json.loads((workdir / "results" / "analysis" / "selection_study.json").read_text())
     [row] = study["loss"]
     assert row["n"] == 20 and row["seeds"] == [1, 2] and None not in row["ci_95"]
+    # The validity check ran on every configured indicator and fit_rule used it (issue #9).
+    validity = pd.read_csv(workdir / "results" / "analysis" / "indicator_validity.tsv", sep="\t")
+    cfg_names = ["input_length", "output_length", "mtld", "knn6", "perplexity"]
+    assert list(validity["indicator"]) == cfg_names and (validity["n_prompts"] == 12).all()
+    status = dict(zip(validity["indicator"], validity["status"], strict=True))
+    kept, excluded = rule["validity"]["kept"], set(rule["validity"]["excluded"])
+    assert sorted([*kept, *excluded]) == sorted(cfg_names) and not set(kept) & excluded
+    assert {n for n, s in status.items() if s in ("chance", "inverted")} == set(rule["validity"]["excluded"])
+    assert rule["stepwise"]["candidates"] == rule["validity"]["kept"]
 
 
 def test_report_and_noop_rerun(run, data_root):

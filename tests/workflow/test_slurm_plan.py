@@ -88,7 +88,6 @@ def test_paper_submissions(repo, paper_plan):
                               (("indicators_mix", 99), ("indicators_bin", 72), ("indicators_sel", 18)))
     print(f"\npaper: {jobs} jobs; SLURM submissions before {before}, after {after} "
           f"({len(groups)} group jobs, {sum(single[r] for r in local)} localrule jobs)")
-    assert jobs == 456 and before == 455  # 412 before held-out mixtures and the validation rules
     assert after <= before // 2, (before, after)
 
 

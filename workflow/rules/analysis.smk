@@ -40,9 +40,60 @@ rule collect_table:
         " --out {output.table} --html {output.html} 2> {log}"
 
 
+rule validate_indicators:
+    input:
+        **plan.validity_files(config),  # pool, eval_all, ladder files, scorer model folders
+    output:
+        table=plan.VALIDITY,
+        answers="results/analysis/indicator_validity_scores.parquet",
+        html=report(
+            "results/analysis/indicator_validity.html",
+            caption="../report/validity.rst",
+            category="Regression",
+            labels={"result": "indicator validity"},
+        ),
+    log:
+        "logs/validate_indicators/validate_indicators.log",
+    benchmark:
+        "benchmarks/validate_indicators/validate_indicators.tsv"
+    retries: 2
+    conda:
+        "../../envs/indicators.yaml"
+    threads: 2
+    resources:
+        mem_mb=scaled_mem_mb(4000),
+        runtime=scaled_runtime(60),
+        gpu=gpus(1),  # the neural scorers
+        attempt=attempt_number,  # the CLI's --attempt (retry guard)
+    params:
+        data_root=data_root,
+        outputs=as_json(plan.validity_outputs(config)),
+        contrasts=as_json(config["validity"]["contrasts"]),
+        split=as_json(plan.validity_split(config)),
+        names=as_json(config["indicators"]["names"]),
+        models=as_json(plan.validity_models(config)),
+        stamps=[spec_stamp(s) for s in plan.validity_models(config).values()],
+        versions=[
+            score_plan.score_job(config, n).version
+            for n in config["indicators"]["names"]
+        ],
+        options=as_json(plan.validity_options(config)),
+        max_prompts=config["validity"]["max_prompts"],  # None: every usable prompt
+        bootstrap=config["validity"]["bootstrap"],
+        seed=config["seed"],
+    shell:
+        "instructmining --attempt {resources.attempt} --retry-log {log}"
+        " validate-indicators --pool {input.pool} --eval-all {input.eval_all}"
+        " --data-root {params.data_root:q} --outputs {params.outputs:q} --contrasts {params.contrasts:q}"
+        " --split {params.split:q}"
+        " --names {params.names:q} --models {params.models:q} --options {params.options:q}"
+        " --max-prompts {params.max_prompts} --bootstrap {params.bootstrap} --seed {params.seed}"
+        " --threads {threads} --out {output.table} --answers-out {output.answers} --html {output.html} 2> {log}"
+
+
 rule fit_rule:
     input:
-        table="results/analysis/table.tsv",
+        **plan.fit_rule_files(config),  # table, + validity table when required
     output:
         rule="results/analysis/rule.json",
         coefficients="results/analysis/coefficients.tsv",
@@ -72,7 +123,7 @@ rule fit_rule:
         models=as_json(score_plan.quality_rule_models(config)),  # reused by `instructmining select`
         options=as_json(score_plan.quality_rule_options(config)),
     shell:
-        "instructmining fit-rule --table {input.table} --criterion {params.criterion}"
+        "instructmining fit-rule --table {input.table} --validity {input.validity} --criterion {params.criterion}"
         " --p-enter {params.p_enter} --p-remove {params.p_remove} --candidates {params.candidates}"
         " --models {params.models:q} --options {params.options:q}"
         " --out {output.rule} --coefficients {output.coefficients} --steps {output.steps}"
