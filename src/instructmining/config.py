@@ -261,6 +261,16 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
             if name not in names:
                 raise ConfigError(f"{key}[{j}]", f"{name!r} is not in indicators.names {names}")
 
+    if mix["design"] == "spanning":
+        from .design import design_indicators
+
+        if not design_indicators(config):
+            raise ConfigError("mixtures.design", "spanning needs a sample-level indicator among the rule's "
+                                                 f"candidates {names} (knn<i> has no per-sample score)")
+        if mix["candidates"] < mix["n"]:
+            raise ConfigError("mixtures.candidates", f"{mix['candidates']} candidates cannot yield "
+                                                     f"mixtures.n = {mix['n']} mixtures")
+
     sel = config.get("selection", {})
     if sel.get("n"):
         pool = sel.get("pool") or unseen

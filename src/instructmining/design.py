@@ -42,9 +42,39 @@ from .io import derive_seed
 LOG = logging.getLogger("instructmining.design")
 
 DESIGNS = ("random", "spanning")
+REPORT = "results/datasets/design.json"
 RIDGE = 1e-6  # added to X'X (times the number of rows) so a design with n <= p still has a log det
 
 
+# --- planning (read by the workflow at parse time: standard library only) ---
+def design_indicators(config: dict[str, Any]) -> list[str]:
+    """The indicators a spanning design spreads: the rule's candidate regressors that have
+    per-sample scores (set-level ones, knn<i>, are computed exactly for the chosen mixtures)."""
+    from .plan import quality_rule_candidates
+    from .score_plan import sample_indicators
+
+    return sample_indicators(quality_rule_candidates(config))
+
+
+def spanning(config: dict[str, Any]) -> bool:
+    """Whether the config designs its mixtures (mixtures.design: spanning)."""
+    return config.get("mixtures", {}).get("design", "random") == "spanning"
+
+
+def design_inputs(config: dict[str, Any]) -> list[str]:
+    """The per-sample score files make_mixtures reads: none for random mixtures (they depend on the
+    pool only, as in the paper), the merged score file of each designed indicator for spanning."""
+    from .score_plan import score_file
+
+    return [score_file(n) for n in design_indicators(config)] if spanning(config) else []
+
+
+def design_outputs(config: dict[str, Any]) -> list[str]:
+    """results/datasets/design.json (the design's diagnostics) when the mixtures are designed."""
+    return [REPORT] if spanning(config) else []
+
+
+# --- the design ---
 def standardize(x: Any) -> Any:
     """Columns as z-scores (population sd); a constant column becomes 0 (it carries no information)."""
     import numpy as np
@@ -54,13 +84,14 @@ def standardize(x: Any) -> Any:
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def log_det_information(z: Any) -> float:
-    """log det(X'X) of X = [1, z] (z: rows = datasets, standardized indicator columns)."""
+def log_det_information(z: Any) -> float | None:
+    """log det(X'X) of X = [1, z] (z: rows = datasets, standardized indicator columns); None when
+    X'X is singular (fewer datasets than columns, or a column a combination of the others)."""
     import numpy as np
 
     x = np.column_stack([np.ones(len(z)), np.asarray(z, dtype=float)])
     sign, value = np.linalg.slogdet(x.T @ x)
-    return float(value) if sign > 0 else float("-inf")
+    return float(value) if sign > 0 and np.isfinite(value) else None
 
 
 def indicator_diagnostics(matrix: Any, names: list[str]) -> dict[str, Any]:
