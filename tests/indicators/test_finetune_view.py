@@ -56,3 +56,22 @@ def test_view_needs_the_base_tokenizer(frame):
 
     with pytest.raises(InstructMiningError, match="base model's tokenizer"):
         make_scorer("mtld", {}, {"finetune_view": {"max_length": 48, "template": "alpaca"}})
+
+
+def test_the_workflow_passes_the_view_to_every_sample_level_score_job(repo):
+    """Demo (truncate_to_finetune: true): each score job gets finetune.max_length, the template and
+    the base tokenizer, reads the base model folder (mtld too), and rule.json records the view for
+    `instructmining select`; the paper scores full text."""
+    from instructmining import score_plan
+    from instructmining.config import check_config, load_config
+
+    demo = check_config(load_config(repo / "config" / "config.yaml"), base=repo)
+    view = score_plan.score_view(demo)
+    assert view == {"max_length": demo["finetune"]["max_length"], "template": "alpaca",
+                    "tokenizer": demo["base_model"]["model"]}
+    assert "results/models/base" in score_plan.score_job(demo, "mtld").model_dirs
+    assert score_plan.score_job(demo, "knn6").model_dirs == []  # set-level: from the embeddings
+    assert score_plan.quality_rule_options(demo)["finetune_view"] == {"max_length": 128, "template": "alpaca"}
+    paper = check_config(load_config(repo / "config" / "paper.yaml"), base=repo)
+    assert score_plan.score_view(paper) is None and "finetune_view" not in score_plan.quality_rule_options(paper)
+    assert score_plan.score_job(paper, "mtld").model_dirs == []
