@@ -193,7 +193,8 @@ def draw_candidate(k: int, z_by_source: list[Any], size: int, seed: int, shortfa
     picks = []
     for z, c in zip(z_by_source, counts, strict=True):
         keys = t * (z @ w) + rng.gumbel(size=len(z))
-        picks.append(np.sort(np.argsort(-keys, kind="stable")[:c]))
+        top = np.argpartition(-keys, c - 1)[:c] if 0 < c < len(z) else np.arange(len(z))[:c]
+        picks.append(np.sort(top))  # the c largest keys (continuous: ties have probability 0)
     return Candidate(k, cseed, r, counts, t, [float(v) for v in w], picks)
 
 
