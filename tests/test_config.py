@@ -67,6 +67,15 @@ def test_mixture_larger_than_sources(demo):
     assert "'mixtures.size'" in msg and "900 samples" in msg
 
 
+def test_spanning_design_checks(demo):
+    demo["mixtures"].update(design="spanning", candidates=10)  # n = 14
+    assert "'mixtures.candidates'" in _err(demo)
+    other = load_config(REPO / "config" / "config.yaml")
+    other["mixtures"]["design"] = "spanning"
+    other["analysis"]["candidates"] = ["knn6"]  # set-level only: nothing per-sample to design with
+    assert "'mixtures.design'" in _err(other)
+
+
 def test_missing_data_root_says_how_to_fix(demo, tmp_path):
     demo["data_root"] = None
     msg = _err(demo)

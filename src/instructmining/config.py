@@ -277,6 +277,15 @@ def check_config(config: dict[str, Any], base: Path = REPO) -> dict[str, Any]:
                           "or set analysis.require_valid_indicators: false")
     if ladder and len(ladder) < 2:
         raise ConfigError("validity.outputs", "needs at least two rank groups (best first)")
+    if mix["design"] == "spanning":
+        from .design import design_indicators
+
+        if not design_indicators(config):
+            raise ConfigError("mixtures.design", "spanning needs a sample-level indicator among the rule's "
+                                                 f"candidates {names} (knn<i> has no per-sample score)")
+        if mix["candidates"] < mix["n"]:
+            raise ConfigError("mixtures.candidates", f"{mix['candidates']} candidates cannot yield "
+                                                     f"mixtures.n = {mix['n']} mixtures")
 
     sel = config.get("selection", {})
     if sel.get("n"):

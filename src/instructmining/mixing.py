@@ -4,7 +4,8 @@ Mixture i draws r_s ~ U(0,1) per source s and takes size * r_s / sum(r) samples 
 rounded by largest remainder so the counts sum exactly to `size`, sampled without replacement.
 A source holding fewer samples than its count (shortfall: redistribute, the default) gives all it
 has, and the missing samples are re-allotted to the sources with room, in proportion to their r_s
-(largest remainder again); the log names every such move. shortfall: error stops instead."""
+(largest remainder again); the log names every such move. shortfall: error stops instead. mixtures.design: spanning chooses the mixtures in indicator space
+instead (design.py); its draws honour the same shortfall rule."""
 
 from __future__ import annotations
 
@@ -131,7 +132,10 @@ def _cmd_make_mixtures(args: argparse.Namespace) -> int:
 
     pool = read_parquet(args.pool)
     sources = json.loads(args.sources) or sorted(pool.loc[pool["role"] == "train", "source"].unique())
-    made = make_mixtures(pool, sources, args.n, args.size, args.seed, args.shortfall)
+    if args.design == "spanning":
+        made = _designed(args, pool, sources)
+    else:
+        made = make_mixtures(pool, sources, args.n, args.size, args.seed, args.shortfall)
     manifest = [meta for _, _, meta in made]  # every mixture is drawn before any file is written
     if made:
         name, rows, meta = made[0]
@@ -145,6 +149,28 @@ def _cmd_make_mixtures(args: argparse.Namespace) -> int:
     write_tsv(pd.DataFrame(manifest), args.manifest)
     LOG.info("wrote %d mixtures of %d samples from %s", len(made), args.size, sources)
     return 0
+
+
+def _designed(args: argparse.Namespace, pool: Any, sources: list[str]) -> list[tuple[str, Any, dict]]:
+    """mixtures.design: spanning (design.py); writes the design report (--design-out)."""
+    from .design import spanning_mixtures
+    from .indicators.aggregate import sample_level_scores
+    from .io import provenance, write_json
+
+    if not args.design_out:
+        raise InstructMiningError("--design spanning needs --design-out (the design report)")
+    names = json.loads(args.indicators)
+    scores = sample_level_scores(pool.loc[pool["role"] == "train", "id"].tolist(), names, args.scores)
+    made, report = spanning_mixtures(pool, scores, sources, args.n, args.size, args.seed, args.shortfall,
+                                     args.candidates, args.max_tilt)
+    config = {"n": args.n, "size": args.size, "sources": sources, "shortfall": args.shortfall, "design": "spanning",
+              "candidates": args.candidates, "max_tilt": args.max_tilt, "indicators": names}
+    write_json({**report, "provenance": provenance(seed=args.seed, config=config)}, args.design_out)
+    for key in ("random", "spanning"):
+        d = report[key]
+        LOG.info("%s: condition number %s, %d principal components for 95 %% of the variance of %s",
+                 key, d["condition_number"], d["components_95"], d["indicators"])
+    return made
 
 
 def _cmd_make_bins(args: argparse.Namespace) -> int:
@@ -194,6 +220,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True, help="config seed (mixture proportions and draws)")
     p.add_argument("--shortfall", choices=["redistribute", "error"], default="redistribute", help="a source too small for its share: spread the rest over the others, or stop")
     p.add_argument("--repeats", default="[]", help="JSON list of seed offsets for mix-000-rep<s>")
+    p.add_argument("--design", choices=["random", "spanning"], default="random",
+                   help="random: the paper's random ratios; spanning: D-optimal among tilted candidates")
+    p.add_argument("--scores", nargs="*", default=[], help="spanning: per-sample score files <indicator>.parquet")
+    p.add_argument("--indicators", default="[]", help="spanning: JSON list of the sample-level indicators to spread")
+    p.add_argument("--candidates", type=int, default=2000, help="spanning: candidate datasets drawn")
+    p.add_argument("--max-tilt", type=float, default=3.0, help="spanning: largest tilting temperature t")
+    p.add_argument("--design-out", nargs="?", default=None, help="spanning: design.json (diagnostics, chosen candidates)")
     p.add_argument("--out", nargs="+", required=True, help="one <dataset>.parquet per mixture and repeat")
     p.add_argument("--manifest", required=True, help="mixtures.tsv: proportions per mixture")
     p.set_defaults(func=_cmd_make_mixtures)

@@ -59,12 +59,56 @@ def encode_example(tokenizer: Any, prompt: str, response: str, max_length: int) 
     if tokenizer.eos_token_id is not None:
         # The model must learn to stop; eval scores the EOS too (same format as training).
         r_ids = r_ids + [tokenizer.eos_token_id]
-    if len(p_ids) + len(r_ids) > max_length:
-        p_keep = min(len(p_ids), max(1, max_length // 2))
-        r_keep = min(len(r_ids), max_length - p_keep)
-        p_keep = max_length - r_keep
-        p_ids, r_ids = p_ids[len(p_ids) - p_keep :], r_ids[:r_keep]
+    p_keep, r_keep = kept_tokens(len(p_ids), len(r_ids), max_length)
+    p_ids, r_ids = p_ids[len(p_ids) - p_keep :], r_ids[:r_keep]
     return Encoded(input_ids=p_ids + r_ids, labels=[IGNORE_INDEX] * len(p_ids) + r_ids)
+
+
+def kept_tokens(prompt_len: int, response_len: int, max_length: int) -> tuple[int, int]:
+    """(prompt, response) tokens encode_example keeps: all when they fit; else the prompt keeps at
+    most half the budget (its end) and the response the rest (its start)."""
+    if prompt_len + response_len <= max_length:
+        return prompt_len, response_len
+    p_keep = min(prompt_len, max(1, max_length // 2))
+    r_keep = min(response_len, max_length - p_keep)
+    return max_length - r_keep, r_keep
+
+
+def finetune_view(tokenizer: Any, instruction: str, input_text: str, response: str, max_length: int,
+                  template: str = "alpaca") -> tuple[str, str, str]:
+    """(instruction, input, response) cut to what a finetune with this template and max_length
+    trains on (encode_example): the response's first tokens, and the prompt's last tokens, dropped
+    from the template's header first, then the instruction's start, then the input's start. Text is
+    decoded from the kept tokens, so a re-tokenized side may differ from the kept count by a token
+    where a BPE merge crossed the cut."""
+    prompt = format_prompt(instruction, input_text, template)
+    bos = 1 if tokenizer.bos_token_id is not None else 0
+    eos = 1 if tokenizer.eos_token_id is not None else 0
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    r_ids = ids(response)
+    p_len = bos + len(ids(prompt))
+    p_keep, r_keep = kept_tokens(p_len, len(r_ids) + eos, max_length)
+    if r_keep < len(r_ids) + eos:
+        response = tokenizer.decode(r_ids[: min(r_keep, len(r_ids))])
+    drop = p_len - p_keep
+    if drop > 0:
+        with_input = isinstance(input_text, str) and bool(input_text.strip())
+        header = prompt[: prompt.index(instruction)] if instruction else prompt
+        drop -= bos + len(ids(header))
+        fields = [instruction, input_text] if with_input else [instruction]
+        for k, text in enumerate(fields):
+            if drop <= 0:
+                break
+            t_ids = ids(text)
+            cut = min(drop, len(t_ids))
+            fields[k] = tokenizer.decode(t_ids[cut:]).strip()
+            drop -= cut + (len(ids("\n\n### Input:\n")) if k == 0 and with_input else 0)
+        instruction = fields[0]
+        input_text = fields[1] if with_input else input_text
+    return instruction, input_text, response
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, Any]:

@@ -90,12 +90,30 @@ def workflow_model_dirs(spec: dict[str, Any] | None) -> list[str]:
     return [path] if path and path.startswith("results/") else []
 
 
+def finetune_view(config: dict[str, Any]) -> dict[str, Any] | None:
+    """{max_length, template}: what the finetune keeps of each sample, when indicators are scored
+    on it (indicators.truncate_to_finetune); None: scorers see the full text (the paper)."""
+    if not config["indicators"].get("truncate_to_finetune"):
+        return None
+    ft = config["finetune"]
+    return {"max_length": ft["max_length"], "template": ft.get("prompt_template", "alpaca")}
+
+
+def score_view(config: dict[str, Any]) -> dict[str, Any] | None:
+    """--finetune-view of a sample-level score job: finetune_view plus the finetune's tokenizer."""
+    view = finetune_view(config)
+    return None if view is None else {**view, "tokenizer": model_spec(config, "base")}
+
+
 def score_job(config: dict[str, Any], indicator: str) -> ScoreJob:
     """The score job of one indicator name (any registry name, configured or not)."""
     info = registry.info(indicator)
     spec = model_spec(config, info.model) if info.model and info.level == "sample" else None
+    dirs = workflow_model_dirs(spec)
+    if info.level == "sample" and finetune_view(config):  # the view reads the base tokenizer
+        dirs = list(dict.fromkeys(dirs + workflow_model_dirs(model_spec(config, "base"))))
     return ScoreJob(indicator=indicator, level=info.level, role=info.model, spec=spec,
-                    model_dirs=workflow_model_dirs(spec), version=info.version, neural=info.neural,
+                    model_dirs=dirs, version=info.version, neural=info.neural,
                     shards=config["indicators"]["shards"] if info.neural else 1)
 
 
@@ -126,7 +144,11 @@ def quality_rule_models(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in models.items() if v}
 
 
-def quality_rule_options(config: dict[str, Any]) -> dict[str, int]:
-    """The scorers' truncation lengths, recorded in rule.json."""
+def quality_rule_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The scorers' truncation lengths (and the finetune view when indicators are scored on it),
+    recorded in rule.json so `instructmining select` scores new data the same way."""
     ind = config["indicators"]
-    return {"max_length": ind["max_length"], "knn_model_max_length": ind["knn_model_max_length"]}
+    out: dict[str, Any] = {"max_length": ind["max_length"], "knn_model_max_length": ind["knn_model_max_length"]}
+    if finetune_view(config):
+        out["finetune_view"] = finetune_view(config)
+    return out

@@ -665,7 +665,7 @@ def register(sub: Any) -> None:
     p.add_argument("--models", default="{}",
                    help='JSON {"base"|"reward"|"embedding"|"unieval": model spec}; overrides the rule\'s own models')
     p.add_argument("--options", default="{}",
-                   help='JSON scorer options: batch_size, max_length, knn_model_max_length, device (e.g. \'{"batch_size": 32}\')')
+                   help='JSON scorer options: batch_size, max_length, knn_model_max_length, device, finetune_view (e.g. \'{"batch_size": 32}\')')
     p.add_argument("--device", default="auto", help="where model scorers run: auto (cuda when a GPU is visible, "
                    "else cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--on-invalid", choices=["error", "skip"], default="error",

@@ -54,3 +54,26 @@ def test_paper_dry_run_lists_the_mixture_files():
 def test_lint_is_clean():
     text = _snakemake("--lint")
     assert "Lints for" not in text, text
+
+
+def test_spanning_design_plans_make_mixtures_after_the_score_merge(tmp_path, data_root):
+    """mixtures.design: spanning (the ci config): make_mixtures reads the merged per-sample score file of every
+    sample-level candidate indicator (so it runs after merge_scores) and writes design.json; the
+    mixture names, and so everything downstream, are those of the random design."""
+    assert load_config(REPO / "config" / "ci.yaml")["mixtures"]["design"] == "spanning"
+    text = _snakemake("-n", "-p", "-d", str(tmp_path / "run"), "results/datasets/mixtures.tsv", "--configfile",
+                      "config/ci.yaml", "--config", f"data_root={data_root}")
+    jobs = {m.group(1): m.group(2) for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", text, re.M | re.S)}
+    block = jobs["make_mixtures"]
+    names = load_config(REPO / "config" / "ci.yaml")["indicators"]["names"]
+    scored = [n for n in names if n != "knn6"]  # knn6 is set-level: no per-sample score to design with
+    inputs = re.search(r"input: (.*)", block).group(1).split(", ")
+    assert sorted(inputs) == sorted(["results/pool/pool.parquet"] + [f"results/scores/{n}.parquet" for n in scored])
+    assert "results/datasets/design.json" in re.search(r"output: (.*)", block).group(1)
+    assert "results/datasets/mix-005.parquet" in block and "make-mixtures" in text and "--design spanning" in text
+    assert "merge_scores" in jobs  # the score files it reads are planned, so it runs after them
+    overlay = tmp_path / "random.yaml"
+    overlay.write_text("mixtures: {n: 6, size: 30, repeats: [1], design: random}\n")
+    plain = _snakemake("-n", "-p", "-d", str(tmp_path / "plain"), "results/datasets/mixtures.tsv", "--configfile",
+                       "config/ci.yaml", str(overlay), "--config", f"data_root={data_root}")
+    assert "merge_scores" not in plain and "design.json" not in plain  # random: the pool only

@@ -2,6 +2,7 @@
 # (instructmining.plan, instructmining.score_plan: unit-tested, standard library only), so parsing
 # and dry runs stay fast.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from snakemake.io import apply_wildcards
 sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # run from a clone without installing
-from instructmining import plan, score_plan  # noqa: E402
+from instructmining import design, plan, score_plan  # noqa: E402
 from instructmining import resources as job_resources  # noqa: E402
 from instructmining.config import check_config, resolve_data_root  # noqa: E402
 from instructmining.errors import InstructMiningError  # noqa: E402
@@ -104,6 +105,18 @@ def as_json(obj):
 def data_root(wildcards):
     """--data-root: what relative data paths in the config are relative to ("none": not set)."""
     return config["data_root"] or "none"
+
+
+def design_options(wildcards):
+    """make-mixtures' design flags: --design random, or spanning with the indicators it spreads."""
+    mix = config["mixtures"]
+    if not design.spanning(config):
+        return "--design random"
+    names = shlex.quote(as_json(design.design_indicators(config)))
+    return (
+        f"--design spanning --indicators {names} --candidates {mix['candidates']}"
+        f" --max-tilt {mix['max_tilt']}"
+    )
 
 
 # --- analysis ---

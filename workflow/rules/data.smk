@@ -72,11 +72,13 @@ rule build_pool:
 rule make_mixtures:
     input:
         pool="results/pool/pool.parquet",
+        scores=design.design_inputs(config),  # spanning: the per-sample scores; random: none
     output:
         datasets=expand(
             "results/datasets/{dataset}.parquet", dataset=MIXTURES + REPEATS
         ),
         manifest="results/datasets/mixtures.tsv",
+        design=design.design_outputs(config),  # spanning: design.json; random: none
     log:
         "logs/make_mixtures/make_mixtures.log",
     benchmark:
@@ -95,10 +97,12 @@ rule make_mixtures:
         seed=config["seed"],
         shortfall=config["mixtures"]["shortfall"],
         repeats=as_json(config["mixtures"]["repeats"]),
+        design=design_options,  # --design random, or spanning with its indicators and settings
     shell:
         "instructmining make-mixtures --pool {input.pool} --sources {params.sources:q} --n {params.n}"
         " --size {params.size} --seed {params.seed} --shortfall {params.shortfall}"
-        " --repeats {params.repeats:q} --out {output.datasets} --manifest {output.manifest} 2> {log}"
+        " --repeats {params.repeats:q} {params.design} --scores {input.scores}"
+        " --design-out {output.design} --out {output.datasets} --manifest {output.manifest} 2> {log}"
 
 
 rule make_heldout:

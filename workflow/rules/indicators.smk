@@ -69,12 +69,14 @@ rule score_pool:
         version=lambda wildcards: score_job(wildcards).version,  # a bump reruns exactly its jobs
         batch_size=config["indicators"]["batch_size"],
         max_length=config["indicators"]["max_length"],
+        view=as_json(score_plan.score_view(config)),  # null: the full text (the paper)
     shell:
         "instructmining --attempt {resources.attempt} --retry-log {log}"
         " score {wildcards.indicator} --pool {input.pool} --model {params.model:q}"
         " --model-role {params.role} --expect-version {params.version} --shard {wildcards.shard}"
         " --num-shards {wildcards.num_shards} --batch-size {params.batch_size}"
-        " --max-length {params.max_length} --threads {threads} --out {output.scores} 2> {log}"
+        " --max-length {params.max_length} --finetune-view {params.view:q} --threads {threads}"
+        " --out {output.scores} 2> {log}"
 
 
 # The neural scorers (reward, perplexity, UniEval): the same job as score_pool, in a rule of its

@@ -11,7 +11,8 @@ from ..io import read_parquet
 from . import registry
 from .base import BATCH_SIZE, MAX_LENGTH, check_columns
 
-DEFAULT_OPTIONS = {"batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "knn_model_max_length": 256, "device": "cpu"}
+DEFAULT_OPTIONS = {"batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "knn_model_max_length": 256, "device": "cpu",
+                   "finetune_view": None}
 
 
 def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> Any:
@@ -28,8 +29,13 @@ def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> A
         spec = models.get(info.model)
         if not spec:
             raise InstructMiningError(f"indicator {name!r} needs the {info.model!r} model; models given: {sorted(models)}")
+    view = opts["finetune_view"]  # {max_length, template}: score the text the finetune sees
+    if view is not None and "tokenizer" not in view:
+        if not models.get("base"):
+            raise InstructMiningError("finetune_view needs the base model's tokenizer: give a 'base' model")
+        view = {**view, "tokenizer": models["base"]}
     return registry.create(name, model=spec, batch_size=opts["batch_size"], max_length=opts["max_length"],
-                           device=opts["device"])
+                           device=opts["device"], finetune_view=view)
 
 
 def sample_level_scores(ids: list[str], names: list[str], score_files: Sequence[str | Path]) -> Any:

@@ -77,9 +77,13 @@ class SampleIndicator:
     uses_max_length: bool = True
 
     def __init__(self, model: dict[str, Any] | None = None, batch_size: int = BATCH_SIZE, max_length: int = MAX_LENGTH,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", finetune_view: dict[str, Any] | None = None) -> None:
         if self.info.model is not None and not model:
             raise ScorerError(f"indicator {self.info.name!r} needs a model spec ({self.info.model} model)")
+        if finetune_view is not None and set(finetune_view) != {"max_length", "template", "tokenizer"}:
+            raise ScorerError(f"finetune_view needs exactly max_length, template, tokenizer; got {sorted(finetune_view)}")
+        self.finetune_view = finetune_view
+        self._view_tok: Any = None
         self.model_spec = model
         self.batch_size = int(batch_size)
         self.max_length = int(max_length)
@@ -106,14 +110,36 @@ class SampleIndicator:
             "cache_version": CACHE_VERSION,
         }
         ident.update(model_identity(self.model_spec) if self.model_spec else {"model": None, "revision": None})
+        if self.finetune_view is not None:  # scores of the finetune's view are other scores
+            view = self.finetune_view
+            ident["finetune_view"] = {"max_length": view["max_length"], "template": view["template"],
+                                      "tokenizer": model_identity(view["tokenizer"])}
         return ident
+
+    def view(self, df: Any) -> Any:
+        """df as the finetune sees it (prompts.finetune_view per row) when finetune_view is set:
+        indicators.truncate_to_finetune, so the rule is fitted on the text the model trains on."""
+        if self.finetune_view is None:
+            return df
+        from ..prompts import finetune_view
+        from .models import load_tokenizer
+
+        if self._view_tok is None:
+            self._view_tok = load_tokenizer(self.finetune_view["tokenizer"])
+        rows = [finetune_view(self._view_tok, check_text(sid, "instruction", ins), check_text(sid, "input", inp),
+                              check_text(sid, "output", out), self.finetune_view["max_length"],
+                              self.finetune_view["template"])
+                for sid, ins, inp, out in zip(df["id"], df["instruction"], df["input"], df["output"], strict=True)]
+        out = df.copy()
+        out[["instruction", "input", "output"]] = rows if rows else out[["instruction", "input", "output"]]
+        return out
 
     def score(self, df: Any) -> list[float]:
         """One float per row of df (columns id, instruction, input, output), in row order."""
         check_columns(df)
         if len(df) == 0:
             return []
-        values = self._score(df)
+        values = self._score(self.view(df))
         if len(values) != len(df):
             raise ScorerError(f"{self.info.name}: scorer returned {len(values)} values for {len(df)} rows")
         import math

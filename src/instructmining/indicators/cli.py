@@ -65,7 +65,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     deterministic_torch(args.threads)  # fixed threads + deterministic kernels
     models = {args.model_role: args.model} if args.model else {}
     scorer = make_scorer(args.indicator, models, {"batch_size": args.batch_size, "max_length": args.max_length,
-                                                  "device": resolve_device(args.device)})
+                                                  "device": resolve_device(args.device),
+                                                  "finetune_view": args.finetune_view})
     pool = _read_pool(args.pool)
     rows = pool.iloc[args.shard :: args.num_shards].reset_index(drop=True)
     LOG.info("%s: shard %d/%d: %d of %d pool samples", args.indicator, args.shard, args.num_shards,
@@ -215,6 +216,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--embedding-ids", nargs="?", help="their ids .parquet (row order of --embeddings)")
     p.add_argument("--expect-version", type=int, default=None,
                    help="fail if the registry's version differs (the rule passes it as a param)")
+    p.add_argument("--finetune-view", type=_json, default=None,
+                   help="JSON {max_length, template, tokenizer: model spec}: score each sample as the finetune "
+                        "sees it (indicators.truncate_to_finetune); null: the full text")
     _add_model_flags(p)
     p.set_defaults(func=cmd_score)
 

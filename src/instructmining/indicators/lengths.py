@@ -10,7 +10,9 @@ from .registry import register
 
 class _Length(SampleIndicator):
     """Token count of one side of the sample under the base tokenizer (no truncation, no special
-    tokens). An empty side has length 0: a real value, not a placeholder."""
+    tokens). An empty side has length 0: a real value, not a placeholder. With
+    indicators.truncate_to_finetune the sample is first cut to what the finetune keeps
+    (SampleIndicator.view), so the count is of the tokens it trains on."""
 
     uses_max_length = False  # lengths are counted in full, so max_length is not part of the key
     side = ""
