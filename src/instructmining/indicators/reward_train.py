@@ -128,9 +128,40 @@ def _pair_diffs(rewards: Any, groups: list[dict[str, Any]]) -> Any:
     return rewards[torch.tensor(better)] - rewards[torch.tensor(worse)]
 
 
+def _rewards(model: Any, tok: Any, chunk: list[dict[str, Any]], max_length: int,
+             features: dict[int, Any] | None) -> Any:
+    """Rewards of every answer of the chunk's groups: a full forward pass, or the head over the
+    groups' cached pooled features (frozen encoder)."""
+    if features is None:
+        return model(**_encode(tok, chunk, max_length, model.device))
+    import torch
+
+    return model.head(torch.cat([features[id(g)] for g in chunk])).squeeze(-1)
+
+
+def pooled_features(model: Any, tok: Any, groups: list[dict[str, Any]], max_length: int,
+                    batch_groups: int = 8) -> dict[int, Any]:
+    """{id(group): [answers, hidden]} mean-pooled encoder states (eval mode, no dropout): with a
+    frozen encoder they are computed once and only the head trains."""
+    import torch
+
+    out = {}
+    model.eval()
+    with torch.inference_mode():
+        for s in range(0, len(groups), batch_groups):
+            chunk = groups[s : s + batch_groups]
+            pooled = model.pool(**_encode(tok, chunk, max_length, model.device))
+            offset = 0
+            for g in chunk:
+                out[id(g)] = pooled[offset : offset + len(g["answers"])].clone()
+                offset += len(g["answers"])
+    return out
+
+
 def pairwise_accuracy(model: Any, tok: Any, groups: list[dict[str, Any]], max_length: int,
-                      batch_groups: int = 8) -> tuple[float, int, float]:
-    """(accuracy, pairs, mean Bradley-Terry loss) on groups; a tie in reward counts one half."""
+                      batch_groups: int = 8, features: dict[int, Any] | None = None) -> tuple[float, int, float]:
+    """(accuracy, pairs, mean Bradley-Terry loss) on groups; a tie in reward counts one half.
+    features: pooled_features of the groups (frozen encoder), else full forward passes."""
     import torch
     import torch.nn.functional as F
 
@@ -140,7 +171,7 @@ def pairwise_accuracy(model: Any, tok: Any, groups: list[dict[str, Any]], max_le
     with torch.inference_mode():
         for s in range(0, len(groups), batch_groups):
             chunk = groups[s : s + batch_groups]
-            d = _pair_diffs(model(**_encode(tok, chunk, max_length, model.device)), chunk)
+            d = _pair_diffs(_rewards(model, tok, chunk, max_length, features), chunk)
             correct += float((d > 0).sum()) + 0.5 * float((d == 0).sum())
             loss += float(-F.logsigmoid(d).sum())
             total += len(d)
@@ -167,6 +198,8 @@ class RewardTrainingConfig:
     """Tokens per (instruction, response) pair, truncated longest-first."""
     layers: int | None = None
     """Keep the first N encoder layers (CPU speed); None = all."""
+    freeze_encoder: bool = False
+    """Train only the head on mean-pooled features computed once (a probe: no backward pass)."""
     heldout: float = 0.2
     """Fraction of prompts held out for the reported pairwise accuracy (never trained on)."""
     validation: float = 0.1
@@ -270,9 +303,13 @@ def _train(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrai
     tok = AutoTokenizer.from_pretrained(where)
     model = MeanPoolReward(AutoModel.from_pretrained(where, add_pooling_layer=False, **extra))
     for name, p in model.named_parameters():
-        if "word_embeddings" in name:
+        if "word_embeddings" in name or (cfg.freeze_encoder and name.startswith("encoder.")):
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
+    t0 = time.perf_counter()
+    feats = pooled_features(model, tok, held + val + train, cfg.max_length) if cfg.freeze_encoder else None
+    if feats is not None:
+        LOG.info("frozen encoder: pooled features of %d prompts in %.0f s", len(feats), time.perf_counter() - t0)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
     per_step = cfg.prompts_per_step
     steps = cfg.epochs * ((len(train) + per_step - 1) // per_step)
@@ -280,7 +317,7 @@ def _train(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrai
     LOG.info("reward training: %d train prompts (%d pairs), %d validation, %d held-out prompts, at most %d "
              "steps, encoder %s%s", len(train), n_train_pairs, len(val), len(held), steps, where,
              f" (first {cfg.layers} layers)" if cfg.layers else "")
-    t0, step = time.perf_counter(), 0
+    step = 0
     best = {"key": (-1.0, 0.0), "step": 0, "state": None, "accuracy": None}
     misses = 0
 
@@ -289,7 +326,7 @@ def _train(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrai
         nonlocal misses
         if not val:
             return False
-        acc, _, loss = pairwise_accuracy(model, tok, val, cfg.max_length)
+        acc, _, loss = pairwise_accuracy(model, tok, val, cfg.max_length, features=feats)
         LOG.info("step %d: validation accuracy %.4f loss %.4f (%.0f s)", step, acc, loss, time.perf_counter() - t0)
         if (acc, -loss) > best["key"]:
             best.update(key=(acc, -loss), step=step, accuracy=acc,
@@ -306,7 +343,7 @@ def _train(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrai
         random.Random(seed + epoch).shuffle(order)
         for s in range(0, len(order), per_step):
             chunk = [train[k] for k in order[s : s + per_step]]
-            loss = -F.logsigmoid(_pair_diffs(model(**_encode(tok, chunk, cfg.max_length, "cpu")), chunk)).mean()
+            loss = -F.logsigmoid(_pair_diffs(_rewards(model, tok, chunk, cfg.max_length, feats), chunk)).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -321,7 +358,7 @@ def _train(data_root: Path, pool: Path, encoder: dict[str, Any], cfg: RewardTrai
         check()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    acc, n_pairs, _ = pairwise_accuracy(model, tok, held, cfg.max_length)
+    acc, n_pairs, _ = pairwise_accuracy(model, tok, held, cfg.max_length, features=feats)
     metrics = {
         "heldout_accuracy": acc, "heldout_pairs": n_pairs, "heldout_prompts": len(held),
         "heldout_prompts_sha256": prompts_digest(g["instruction"] for g in held),
