@@ -83,7 +83,10 @@ def test_causal_judge_matches_reference_and_batching(tiny_causal, frame):
 @pytest.fixture(scope="module")
 def tiny_chat(tiny_causal, tmp_path_factory) -> dict:
     """The tiny causal judge with a ChatML template (as SmolLM2-Instruct has)."""
-    tok, model = _load(tiny_causal["path"], False)
+    from transformers import AutoTokenizer
+
+    _, model = _load(tiny_causal["path"], False)
+    tok = AutoTokenizer.from_pretrained(tiny_causal["path"])  # a copy: the cached one stays template-free
     folder = tmp_path_factory.mktemp("chat")
     model.save_pretrained(str(folder))
     tok.chat_template = CHAT_TEMPLATE
