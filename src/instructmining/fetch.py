@@ -35,7 +35,7 @@ IGNORE_ALWAYS = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "onnx/*", "openvino/*", 
                  "coreml/*", "*.gguf", "tf_model*", "flax_model*", "rust_model*"]
 # Slots of the config that name a model (dotted key under the root).
 MODEL_SLOTS = ["indicators.reward_model", "indicators.embedding_model", "indicators.unieval_model",
-               "base_model.model"]
+               "indicators.perplexity_model", "base_model.model"]
 
 
 class FetchError(InstructMiningError):

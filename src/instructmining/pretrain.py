@@ -280,6 +280,23 @@ def prepare_base_model(source: str, out: Path, *, eval: Path, pool: Path | None 
     LOG.info("wrote %s", out)
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """`convert-gguf`: an indicator model spec with gguf_file -> a plain HF folder (rule convert_model)."""
+    from .basemodel import before_torch_import
+
+    spec = json.loads(args.model)
+    LOG.info("resolved arguments: %s", json.dumps({"model": spec, "out": args.out, "threads": args.threads}))
+    if not spec.get("gguf_file"):
+        raise ConfigError("model.gguf_file", f"the spec names no GGUF file to convert: {spec}")
+    before_torch_import(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    convert_gguf({"model": spec, "gguf_file": spec["gguf_file"]}, Path(args.out))
+    LOG.info("wrote %s", args.out)
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     """`prepare-base-model`: parse the flags, then prepare_base_model."""
     base = json.loads(args.base_model)
@@ -291,7 +308,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add the `prepare-base-model` sub-command."""
+    """Add the `prepare-base-model` and `convert-gguf` sub-commands."""
+    p = sub.add_parser("convert-gguf", help="convert a packaged GGUF model once into a plain HF folder (judge)")
+    p.add_argument("--model", required=True, help="model spec JSON with package, gguf_file (and subdir)")
+    p.add_argument("--out", required=True, help="model folder to write (atomically), the spec's path")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_convert)
+
     p = sub.add_parser("prepare-base-model", help="pretrain a small Llama or convert a GGUF (base model)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base-model", required=True, help="the base_model: config block as JSON")

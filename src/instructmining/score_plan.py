@@ -4,6 +4,7 @@ instead of asking the registry itself. Standard library only (registry metadata 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +73,10 @@ def reward_model_dir(config: dict[str, Any]) -> str:
 
 def model_spec(config: dict[str, Any], role: str) -> dict[str, Any]:
     """The model spec of a role: base (base_model.model), reward (the trained one when
-    reward_training is enabled), embedding, unieval."""
+    reward_training is enabled), embedding, unieval, perplexity (indicators.perplexity_model, else
+    the base model)."""
     ind = config["indicators"]
-    if role == "base":
+    if role == "base" or (role == "perplexity" and not ind.get("perplexity_model")):
         return config["base_model"]["model"]
     if role == "reward" and ind.get("reward_training", {}).get("enabled"):
         return {"path": reward_model_dir(config), "kind": "reward"}
@@ -103,6 +105,34 @@ def score_view(config: dict[str, Any]) -> dict[str, Any] | None:
     """--finetune-view of a sample-level score job: finetune_view plus the finetune's tokenizer."""
     view = finetune_view(config)
     return None if view is None else {**view, "tokenizer": model_spec(config, "base")}
+
+
+MODEL_ROLES = ("reward", "embedding", "unieval", "perplexity")  # indicators.<role>_model
+GGUF_DIR = "results/models/"
+GGUF_DIR_RE = r"results/models/[A-Za-z0-9_.-]+"
+
+
+def gguf_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{path: spec} of the indicator models the workflow converts from a packaged GGUF (rule
+    convert_model): specs with `gguf_file`, whose `path` must be results/models/<name>."""
+    found: dict[str, dict[str, Any]] = {}
+    for role in MODEL_ROLES:
+        spec = config["indicators"].get(f"{role}_model") or {}
+        if spec.get("gguf_file"):
+            path = spec.get("path") or ""
+            if not re.fullmatch(GGUF_DIR_RE, path) or not spec.get("package"):
+                raise ValueError(f"config key 'indicators.{role}_model': a gguf_file needs `package` and a "
+                                 f"`path` results/models/<name> to convert it into, got {spec}")
+            if found.get(path, spec) != spec:
+                raise ValueError(f"config key 'indicators.{role}_model': {path} is also another GGUF model's path")
+            found[path] = spec
+    return found
+
+
+def gguf_model_pattern(config: dict[str, Any]) -> str:
+    """Wildcard regex matching exactly the <name>s of gguf_models' results/models/<name> folders
+    (rule convert_model's output)."""
+    return "|".join(re.escape(p.removeprefix(GGUF_DIR)) for p in gguf_models(config))
 
 
 def score_job(config: dict[str, Any], indicator: str) -> ScoreJob:
@@ -140,7 +170,8 @@ def quality_rule_models(config: dict[str, Any]) -> dict[str, Any]:
     """The scorers behind the indicators, recorded in rule.json so `instructmining select` reuses them."""
     ind = config["indicators"]
     models = {"base": config["base_model"]["model"], "reward": ind.get("reward_model"),
-              "embedding": ind.get("embedding_model"), "unieval": ind.get("unieval_model")}
+              "embedding": ind.get("embedding_model"), "unieval": ind.get("unieval_model"),
+              "perplexity": ind.get("perplexity_model")}
     return {k: v for k, v in models.items() if v}
 
 

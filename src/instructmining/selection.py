@@ -518,7 +518,9 @@ def check_rule_models(rule: dict[str, Any], models: dict[str, Any], overridden: 
         if registry.info(name).version != version:
             raise InstructMiningError(f"{where}: indicator {name} is version {registry.info(name).version} here but "
                                       f"the rule was fitted with version {version}; refit the rule")
-    needed = {registry.info(n).model for n in rule["indicators"]} - {None} - overridden
+    roles = {registry.info(n).model for n in rule["indicators"]} - {None}
+    # A role the rule has no model for is scored with its fallback (perplexity -> base): check that one.
+    needed = {r if r in models else registry.FALLBACK_ROLES.get(r, r) for r in roles} - overridden
     for key, recorded in sorted((rule.get("model_hashes") or {}).items()):
         if key not in needed or key not in models:
             continue
@@ -663,7 +665,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output file, .jsonl, .json, .parquet or .csv (by extension); "
                    "its folder must exist")
     p.add_argument("--models", default="{}",
-                   help='JSON {"base"|"reward"|"embedding"|"unieval": model spec}; overrides the rule\'s own models')
+                   help='JSON {"base"|"reward"|"embedding"|"unieval"|"perplexity": model spec}; overrides the rule\'s own models')
     p.add_argument("--options", default="{}",
                    help='JSON scorer options: batch_size, max_length, knn_model_max_length, device, finetune_view (e.g. \'{"batch_size": 32}\')')
     p.add_argument("--device", default="auto", help="where model scorers run: auto (cuda when a GPU is visible, "

@@ -41,7 +41,7 @@ def validity_prompts(data_root: str | Path, outputs: list[Any], pool_instruction
 
     groups = load_groups(data_root, outputs, {_norm(t) for t in pool_instructions})
     if split is not None:
-        groups, _ = split_groups(groups, split["heldout"], split["seed"])
+        groups, _, _ = split_groups(groups, split["heldout"], split["seed"])  # held-out: first, whatever the validation share
     else:
         groups = list(groups)
         random.Random(seed).shuffle(groups)

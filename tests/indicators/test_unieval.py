@@ -10,7 +10,18 @@ from conftest import make_frame
 
 from instructmining.errors import ScorerError
 from instructmining.indicators import registry
-from instructmining.indicators.unieval import CAUSAL_CUE, unieval_input, yes_no_ids
+from instructmining.indicators.unieval import (
+    CAUSAL_CUE,
+    DIMENSIONS,
+    QUESTION_TEXT,
+    causal_parts,
+    causal_sample,
+    unieval_input,
+    yes_no_ids,
+)
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 @functools.lru_cache
@@ -32,15 +43,20 @@ def reference_seq2seq(spec: dict, text: str) -> float:
     return float(probs[yes] / (probs[yes] + probs[no]))
 
 
-def reference_causal(spec: dict, text: str) -> float:
+def reference_causal(spec: dict, dimension: str, row) -> float:
+    """One full, unpadded pass over head + sample + the dimension's question and cue."""
     tok, model = _load(spec["path"], False)
-    yes, no = tok(" Yes", add_special_tokens=False)["input_ids"], tok(" No", add_special_tokens=False)["input_ids"]
-    assert yes[0] == no[0] and yes[1] != no[1]  # the tiny BPE splits " Yes" as " ", "Y", "es"
-    ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"] + tok(CAUSAL_CUE, add_special_tokens=False)["input_ids"]
-    ids, yes, no = ids + [yes[0]], yes[1], no[1]
+    head, suffixes, chat = causal_parts(tok)
+    if not chat:  # the tiny BPE splits " Yes" as " ", "Y", "es": the shared " " ends the suffix
+        yes, no = tok(" Yes", add_special_tokens=False)["input_ids"], tok(" No", add_special_tokens=False)["input_ids"]
+        assert yes[0] == no[0] and yes[1] != no[1]
+        assert suffixes[dimension] == tok(QUESTION_TEXT[dimension] + CAUSAL_CUE, add_special_tokens=False)["input_ids"] + [yes[0]]
+    _, y, n = yes_no_ids(tok, True, chat)
+    ids = head + tok(causal_sample(row.instruction, row.input, row.output), add_special_tokens=False)["input_ids"]
+    ids += suffixes[dimension]
     with torch.no_grad():
-        probs = model(torch.tensor([ids])).logits[0, -1].softmax(-1)
-    return float(probs[yes] / (probs[yes] + probs[no]))
+        logits = model(torch.tensor([ids])).logits[0, -1]
+    return float(torch.sigmoid(logits[y] - logits[n]))
 
 
 @pytest.mark.parametrize("dimension", ["naturalness", "coherence", "understandability"])
@@ -59,10 +75,66 @@ def test_causal_judge_matches_reference_and_batching(tiny_causal, frame):
     rows = frame.iloc[:5]
     batched = registry.create("unieval_coherence", model=tiny_causal, batch_size=5, max_length=4096).score(rows)
     single = registry.create("unieval_coherence", model=tiny_causal, batch_size=1, max_length=4096).score(rows)
-    want = [reference_causal(tiny_causal, unieval_input("coherence", r.instruction, r.input, r.output))
-            for r in rows.itertuples()]
+    want = [reference_causal(tiny_causal, "coherence", r) for r in rows.itertuples()]
     assert batched == pytest.approx(want, abs=1e-5)
     assert single == pytest.approx(want, abs=1e-5)  # right padding does not leak into the answer
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_causal, tmp_path_factory) -> dict:
+    """The tiny causal judge with a ChatML template (as SmolLM2-Instruct has)."""
+    from transformers import AutoTokenizer
+
+    _, model = _load(tiny_causal["path"], False)
+    tok = AutoTokenizer.from_pretrained(tiny_causal["path"])  # a copy: the cached one stays template-free
+    folder = tmp_path_factory.mktemp("chat")
+    model.save_pretrained(str(folder))
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(str(folder))
+    return {"path": str(folder), "kind": "causal"}
+
+
+@pytest.mark.parametrize("judge", ["tiny_causal", "tiny_chat"])
+def test_shared_prefix_equals_three_separate_passes(judge, frame, request):
+    """One pass over each sample + three short continuations of its cache = three full passes."""
+    spec = request.getfixturevalue(judge)
+    rows = frame.iloc[:7]  # different lengths in one batch: right padding inside the cache
+    scorer = registry.create("unieval_naturalness", model=spec, batch_size=4, max_length=4096)
+    shared = scorer.score_dimensions(rows)
+    assert scorer.model_calls == 2  # 7 samples in batches of 4: one prefix pass per batch is counted
+    for d in DIMENSIONS:
+        want = [reference_causal(spec, d, r) for r in rows.itertuples()]
+        assert shared[d] == pytest.approx(want, abs=1e-5)
+        assert registry.create(f"unieval_{d}", model=spec, batch_size=3, max_length=4096).score(rows) == \
+            pytest.approx(want, abs=1e-5)
+    assert shared["coherence"] != shared["naturalness"]  # the question matters
+
+
+def test_chat_judge_prompt_puts_the_sample_first(tiny_chat):
+    tok, _ = _load(tiny_chat["path"], False)
+    head, suffixes, chat = causal_parts(tok)
+    assert chat
+    assert tok.decode(head).endswith("<|im_start|>user\n")
+    assert tok.decode(suffixes["coherence"]).startswith("Is this a coherent response")
+    assert tok.decode(suffixes["coherence"]).endswith("Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_causal_truncation_keeps_the_question(tiny_causal, frame):
+    rows = frame.iloc[:3]
+    tok, model = _load(tiny_causal["path"], False)
+    head, suffixes, _ = causal_parts(tok)
+    fixed = len(head) + max(len(s) for s in suffixes.values())  # room for the longest question
+    scorer = registry.create("unieval_understandability", model=tiny_causal, batch_size=3, max_length=fixed + 20)
+    short = scorer.score(rows)
+    _, y, n = yes_no_ids(tok, True)
+    for r, got in zip(rows.itertuples(), short, strict=True):
+        body = tok(causal_sample(r.instruction, r.input, r.output), add_special_tokens=False)["input_ids"]
+        assert len(body) > 20  # the sample is cut at its tail, the question is whole
+        with torch.no_grad():
+            logits = model(torch.tensor([head + body[:20] + suffixes["understandability"]])).logits[0, -1]
+        assert got == pytest.approx(float(torch.sigmoid(logits[y] - logits[n])), abs=1e-5)
+    with pytest.raises(ScorerError, match="leaves no room"):
+        registry.create("unieval_understandability", model=tiny_causal, max_length=fixed).score(rows)
 
 
 def test_judge_kind_is_part_of_the_identity(tiny_causal, tiny_t5):

@@ -166,6 +166,16 @@ def score_model_stamp(wildcards):
     return spec_stamp(score_job(wildcards).spec)
 
 
+def gguf_model(wildcards):
+    """The indicator model spec that rule convert_model converts into results/models/{gguf_model}."""
+    return score_plan.gguf_models(config)[f"results/models/{wildcards.gguf_model}"]
+
+
+def gguf_model_stamp(wildcards):
+    """The installed version of the package holding that GGUF (params: an upgrade reconverts)."""
+    return spec_stamp({"package": gguf_model(wildcards)["package"]})
+
+
 def score_inputs(wildcards):
     """The pool, plus the scorer's model folder when the workflow builds it."""
     return {"pool": score_plan.POOL, "model": score_job(wildcards).model_dirs}

@@ -41,6 +41,33 @@ rule train_reward_model:
         " --out {output.model} 2> {log}"
 
 
+# Scorer models shipped as GGUF inside a pip package (the demo's SmolLM2-135M-Instruct judge):
+# dequantized once into a plain HF folder (indicators.<role>_model.path) that score jobs load.
+if score_plan.gguf_models(config):
+
+    rule convert_model:
+        output:
+            model=directory("results/models/{gguf_model}"),
+        log:
+            "logs/convert_model/{gguf_model}.log",
+        benchmark:
+            "benchmarks/convert_model/{gguf_model}.tsv"
+        wildcard_constraints:
+            gguf_model=score_plan.gguf_model_pattern(config),
+        conda:
+            "../../envs/finetune.yaml"
+        threads: 2
+        resources:
+            mem_mb=scaled_mem_mb(4000),
+            runtime=scaled_runtime(20),
+        params:
+            model=lambda wildcards: as_json(gguf_model(wildcards)),  # package, subdir, gguf_file
+            model_stamp=gguf_model_stamp,  # the package's version: an upgrade reconverts
+        shell:
+            "instructmining convert-gguf --model {params.model:q} --threads {threads}"
+            " --out {output.model} 2> {log}"
+
+
 rule score_pool:
     input:
         unpack(score_inputs),  # pool (+ the scorer's model folder when the workflow builds it)

@@ -26,7 +26,7 @@ def make_scorer(name: str, models: dict[str, Any], options: dict[str, Any]) -> A
     opts = {**DEFAULT_OPTIONS, **options}
     spec = None
     if info.model is not None:
-        spec = models.get(info.model)
+        spec = models.get(info.model) or models.get(registry.FALLBACK_ROLES.get(info.model, ""))
         if not spec:
             raise InstructMiningError(f"indicator {name!r} needs the {info.model!r} model; models given: {sorted(models)}")
     view = opts["finetune_view"]  # {max_length, template}: score the text the finetune sees
@@ -113,7 +113,7 @@ def score_frame(df: Any, names: list[str], models: dict[str, Any], options: dict
     instruction, input, output (and optionally id): id + one float64 column per name. knn<i> is
     computed within this frame (each row's distance to its i-th neighbour in the frame).
 
-    models: {"base"|"reward"|"embedding"|"unieval": model spec}; options: batch_size,
+    models: {"base"|"reward"|"embedding"|"unieval"|"perplexity": model spec}; options: batch_size,
     max_length, knn_model_max_length, device. progress: a tqdm bar per model scorer."""
     import pandas as pd
 

@@ -207,7 +207,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
     p.add_argument("--out", required=True, help="shard score file (id, score)")
     p.add_argument("--model", type=_json, default=None, help="model spec JSON {hub,revision,path,package,subdir,kind}")
-    p.add_argument("--model-role", default="base", choices=["base", "reward", "unieval", "embedding"],
+    p.add_argument("--model-role", default="base", choices=["base", "reward", "unieval", "embedding", "perplexity"],
                    help="which configured model --model is")
     p.add_argument("--cache-dir", default="results/cache/scores", help="per-sample score cache folder")
     p.add_argument("--shard", type=int, default=0, help="shard index of this job (0-based)")

@@ -1,8 +1,8 @@
 """Model specs -> loadable models. One loader for every scorer.
 
-A spec is the config object {hub, revision, path, package, subdir, kind}: a hub id (paper), a
-local folder (e.g. the workflow-built results/models/base), or a folder inside an installed pip
-package (the demo's MiniLM). Load failures raise ScorerError naming the spec."""
+A spec is the config object {hub, revision, path, package, subdir, kind, gguf_file}: a hub id
+(paper), a local folder (e.g. the workflow-built results/models/base, or a GGUF the workflow
+converted into `path`), or a folder inside an installed pip package (the demo's MiniLM). Load failures raise ScorerError naming the spec."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..errors import InstructMiningError, ScorerError
 from ..model_spec import package_dir  # noqa: F401  (tests and scorers import it from here)
 from ..model_spec import resolve_model as _resolve
 
-SPEC_KEYS = {"hub", "revision", "path", "package", "subdir", "kind"}
+SPEC_KEYS = {"hub", "revision", "path", "package", "subdir", "kind", "gguf_file"}
 
 
 def check_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Perplexity of the response given the instruction under the base LM (paper: PPL).
 
+The model is indicators.perplexity_model when set (e.g. the demo's SmolLM2-135M-Instruct judge,
+so the validity table can say which LM ranks quality), else the base model.
 The sample is formatted and truncated exactly as finetuning and eval-loss do
 (`instructmining.prompts.encode_example`: Alpaca template, response + EOS scored, prompt keeps
 at most half of `max_length`), so the indicator measures the same thing the finetune sees.
@@ -16,7 +18,7 @@ from .base import SampleIndicator, check_text, sorted_batches
 from .registry import register
 
 
-@register("perplexity", version=1, level="sample", sign=1, model="base", neural=True)
+@register("perplexity", version=1, level="sample", sign=1, model="perplexity", neural=True)
 class Perplexity(SampleIndicator):
     """Perplexity of the response given the Alpaca-formatted instruction under the base LM."""
 

@@ -32,7 +32,9 @@ LAZY: dict[str, str] = {
 
 KNN_RE = re.compile(r"^knn([1-9][0-9]*)$")
 LEVELS = ("sample", "set")
-MODELS = (None, "base", "reward", "embedding", "unieval")
+MODELS = (None, "base", "reward", "embedding", "unieval", "perplexity")
+# A role without its own model falls back to another (perplexity: the base model).
+FALLBACK_ROLES = {"perplexity": "base"}
 
 
 class UnknownIndicatorError(InstructMiningError):
@@ -52,7 +54,7 @@ class IndicatorInfo:
     per sample, cached over the pool, dataset value = mean) or "set" (computed within a dataset);
     sign: expected sign of the correlation with eval loss (-1: higher is better data, +1: higher is
     worse, 0: unknown); model: which configured model it needs (None, "base", "reward",
-    "embedding", "unieval"); neural: its pool score job runs a neural model in batches (that job
+    "embedding", "unieval", "perplexity" = indicators.perplexity_model or else the base model); neural: its pool score job runs a neural model in batches (that job
     fans out over `indicators.shards` jobs and gets a GPU on SLURM); summary: one line for `ls`."""
 
     name: str

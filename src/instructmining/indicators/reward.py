@@ -1,17 +1,18 @@
 """Reward-model score of (instruction, response) (paper: OpenAssistant/reward-model-deberta-v3-large-v2).
 
-Any AutoModelForSequenceClassification with a single output logit: the paper's hub model, or
-the demo's workflow-trained MiniLM reward model (results/models/reward, see reward_train.py).
+Any AutoModelForSequenceClassification with a single output logit (the paper's hub model), or
+the demo's workflow-trained mean-pooled MiniLM reward model (results/models/reward: a folder with
+reward_head.safetensors, see reward_head.py and reward_train.py).
 The pair is encoded as the tokenizer's text pair (instruction [+ input], response), truncated
 longest-first to `max_length`, as the OpenAssistant model card does. Score = the logit. An empty
 response raises ScorerError.
 
 The demo reward model (rule train_reward_model, `instructmining train-reward`): the first
-`reward_training.layers` MiniLM layers + a scalar head, Bradley-Terry loss on AlpacaEval answer
-pairs (gpt4 > text_davinci_003 > oasst-sft-pythia-12b > {falcon-7b-instruct, alpaca-7b}), eval
-prompts (selfinstruct, vicuna) and pool prompts excluded, a prompt-disjoint 20% held out.
-`instructmining reward-metrics results/models/reward` prints its held-out pairwise accuracy
-(demo pool, 2026-11-22: 0.647 on 719 pairs over 80 prompts)."""
+`reward_training.layers` MiniLM layers, mean-pooled, + a scalar head, Bradley-Terry loss on every
+AlpacaEval answer pair (gpt4 > text_davinci_003 > oasst-sft-pythia-12b > {falcon-7b-instruct,
+alpaca-7b}), eval prompts (selfinstruct, vicuna) and pool prompts excluded, early stopping on
+validation prompts, prompt-disjoint held-out prompts for the reported accuracy.
+`instructmining reward-metrics results/models/reward` prints its held-out pairwise accuracy."""
 
 from __future__ import annotations
 
@@ -33,11 +34,21 @@ class Reward(SampleIndicator):
         self._model = self._tok = None
 
     def load(self) -> None:
-        """Load the tokenizer and the sequence-classification model (once)."""
-        from .models import load_model, load_tokenizer
+        """Load the tokenizer and the model (once): a mean-pooled reward folder, else a
+        sequence-classification model."""
+        from .models import load_model, load_tokenizer, resolve_model
 
         if self._model is None:
             self._tok = load_tokenizer(self.model_spec)
+            where = resolve_model(self.model_spec)
+            from .reward_head import MeanPoolReward, is_mean_pool_folder
+
+            if is_mean_pool_folder(where):
+                try:
+                    self._model = MeanPoolReward.load(where, device=self.device)
+                except Exception as exc:  # a damaged folder is a user-fixable scorer error
+                    raise ScorerError(f"cannot load reward model from {where!r}: {exc}") from exc
+                return
             self._model = load_model(self.model_spec, kind="reward", device=self.device)
             if self._model.config.num_labels != 1:
                 raise ScorerError(f"reward model {self.model_spec} has {self._model.config.num_labels} "
@@ -61,8 +72,9 @@ class Reward(SampleIndicator):
             for idx in sorted_batches([len(x) for x in ids], self.batch_size):
                 feats = [{"input_ids": ids[i], **({"token_type_ids": types[i]} if types else {})} for i in idx]
                 batch = self._tok.pad(feats, return_tensors="pt").to(self.device)
-                logits = self._model(**batch).logits.float()
+                out = self._model(**batch)
+                rewards = (out if isinstance(out, torch.Tensor) else out.logits[:, 0]).float()
                 self._count(batch["attention_mask"])
                 for j, i in enumerate(idx):
-                    result[i] = float(logits[j, 0])
+                    result[i] = float(rewards[j])
         return result
