@@ -29,6 +29,8 @@ spanning_s=$(( $(date +%s) - start ))
 if [ ! -d "$out/random/results" ]; then
     cp -a "$out/spanning" "$out/random"
     rm -rf "$out/random/.snakemake/locks" "$out/random/.snakemake/incomplete"
+    # The spanning design's report; a random make_mixtures writes none, so a copy would be stale.
+    rm -f "$out/random/results/datasets/design.json"
 fi
 run "$out/random" random "$@"
 instructmining compare-designs --random "$out/random" --designed "$out/spanning" \
