@@ -20,7 +20,7 @@ def demo():
     return load_config(REPO / "config" / "config.yaml")
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "ci.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "ci.yaml", "paper.yaml", "study.yaml"])
 def test_shipped_configs_are_valid(name):
     check_config(load_config(REPO / "config" / name), base=REPO)
 

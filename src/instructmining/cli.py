@@ -30,6 +30,7 @@ STAGE_MODULES = [
     "instructmining.validity",
     "instructmining.regression",
     "instructmining.validation",
+    "instructmining.compare_designs",
     "instructmining.univariate",
     "instructmining.plots",
     "instructmining.selection",

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Random vs designed mixtures (issue 16, part 6; README "Random vs designed mixtures (study)"):
+# the same config, held-out mixtures and finetune budget, once with mixtures.design=spanning and
+# once with mixtures.design=random; then instructmining compare-designs. Not run by CI.
+#   bash scripts/study.sh [extra snakemake arguments]
+#   STUDY_CONFIG=config/study.yaml STUDY_DIR=results-study CORES=2 (the defaults)
+# The random run starts as a copy of the spanning run (results, logs and .snakemake metadata, mtimes
+# kept), so the pool, the per-sample scores, the reward and base models and the held-out finetunes
+# are reused: Snakemake reruns make_mixtures (its design parameter changed) and what depends on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+config=$(realpath "${STUDY_CONFIG:-config/study.yaml}")
+out=${STUDY_DIR:-results-study}
+mkdir -p "$out"
+out=$(realpath "$out")
+cores=${CORES:-2}
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+start=$(date +%s)
+# Targets before --configfile (it takes several values); --directory keeps each run's results apart.
+run() {  # run DIR DESIGN [extra args]
+    local dir=$1 design=$2
+    shift 2
+    snakemake --cores "$cores" --directory "$dir" --snakefile "$repo/Snakefile" \
+        --configfile "$config" --config "mixtures={design: $design}" "$@"
+}
+run "$out/spanning" spanning "$@"
+spanning_s=$(( $(date +%s) - start ))
+if [ ! -d "$out/random/results" ]; then
+    cp -a "$out/spanning" "$out/random"
+    rm -rf "$out/random/.snakemake/locks" "$out/random/.snakemake/incomplete"
+    # The spanning design's report; a random make_mixtures writes none, so a copy would be stale.
+    rm -f "$out/random/results/datasets/design.json"
+fi
+run "$out/random" random "$@"
+instructmining compare-designs --random "$out/random" --designed "$out/spanning" \
+    --out "$out/comparison.json" --markdown "$out/comparison.md"
+echo "study finished in $(( $(date +%s) - start )) s (spanning run ${spanning_s} s); see $out/comparison.md"

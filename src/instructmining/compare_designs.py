@@ -1,0 +1,162 @@
+"""Random vs designed mixtures (issue 16, part 6): `compare-designs` reads two finished runs of the same
+config that differ only in mixtures.design (scripts/study.sh makes them) and writes one comparison.
+
+Per run, from its results/analysis/: the spread of the fitted mixtures in indicator space
+(design.indicator_diagnostics of table.tsv's kind == mixture rows over rule.json's stepwise candidates:
+the dataset-level indicators the rule was actually fitted on, set-level ones included; design.json,
+when present, holds the candidate-level estimates instead), and from validation.json the held-out R²
+with its 95 % interval, Spearman's rho, leave-one-out R² over the stepwise procedure, bootstrap
+inclusion frequencies, the seed-noise floor and the verdict.
+
+A comparison is only fair on the same held-out mixtures and the same finetune budget, so it stops
+(InstructMiningError) when the two runs' held-out datasets or their number and size of fitting
+mixtures differ; held-out losses that differ (the held-out finetunes were rerun, not reused) are
+reported as such, since they then carry float noise into the comparison."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .errors import InstructMiningError
+
+LOG = logging.getLogger("instructmining.compare_designs")
+ANALYSIS = Path("results") / "analysis"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InstructMiningError(f"{path}: missing (run the workflow in that directory first)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_summary(run: str | Path) -> dict[str, Any]:
+    """One run's numbers: indicator-space diagnostics of its fitting mixtures and its validation."""
+    import pandas as pd
+
+    from .design import indicator_diagnostics
+
+    run = Path(run)
+    rule = _read_json(run / ANALYSIS / "rule.json")
+    validation = _read_json(run / ANALYSIS / "validation.json")
+    table_path = run / ANALYSIS / "table.tsv"
+    if not table_path.is_file():
+        raise InstructMiningError(f"{table_path}: missing (run the workflow in that directory first)")
+    table = pd.read_csv(table_path, sep="\t")
+    mixtures = table[table["kind"] == "mixture"] if "kind" in table.columns else table
+    names = [c for c in rule["stepwise"]["candidates"] if c in mixtures.columns]
+    if not names:
+        raise InstructMiningError(f"{table_path}: none of rule.json's candidates {rule['stepwise']['candidates']}")
+    diag = indicator_diagnostics(mixtures[names].to_numpy(dtype=float), names)
+    held, noise = validation["heldout"], validation["seed_noise"]
+    sizes = None
+    manifest = run / "results" / "datasets" / "mixtures.tsv"
+    if manifest.is_file():
+        m = pd.read_csv(manifest, sep="\t")
+        if "size" in m.columns:
+            sizes = sorted({int(s) for s in m["size"]})
+    return {
+        "run": str(run),
+        "mixtures": int(len(mixtures)),
+        "mixture_sizes": sizes,
+        "indicator_space": {k: diag[k] for k in ("indicators", "constant", "rank", "condition_number",
+                                                 "components_95", "explained_variance", "log_det_information")},
+        "rule": {"indicators": rule["indicators"], "r2": rule["r2"]},
+        "heldout": {"n": held["n"], "datasets": held["datasets"], "observed": held["observed"],
+                    "r2": held["r2"], "r2_ci_95": held["r2_ci_95"], "spearman": held["spearman"]},
+        "loo_procedure_r2": validation.get("cv", {}).get("loo_procedure"),
+        "bootstrap_inclusion": validation["bootstrap_inclusion"]["frequency"],
+        "seed_noise": {"sd_log_loss": noise.get("sd_log_loss"), "explainable_share": noise.get("explainable_share")},
+        "verdict": validation["verdict"],
+        "reasons": validation["reasons"],
+    }
+
+
+def compare(random_run: str | Path, designed_run: str | Path) -> dict[str, Any]:
+    """Both runs' summaries, after checking they share held-out mixtures and finetune budget."""
+    runs = {"random": run_summary(random_run), "designed": run_summary(designed_run)}
+    r, d = runs["random"], runs["designed"]
+    if r["heldout"]["datasets"] != d["heldout"]["datasets"]:
+        raise InstructMiningError(f"different held-out mixtures: {r['heldout']['datasets']} vs {d['heldout']['datasets']}")
+    if (r["mixtures"], r["mixture_sizes"]) != (d["mixtures"], d["mixture_sizes"]):
+        raise InstructMiningError(
+            f"different finetune budgets: random {r['mixtures']} mixtures of {r['mixture_sizes']} samples, "
+            f"designed {d['mixtures']} of {d['mixture_sizes']}")
+    same_losses = r["heldout"]["observed"] == d["heldout"]["observed"]
+    if not same_losses:
+        LOG.warning("held-out losses differ between the runs: their finetunes were rerun, not shared")
+    aim = {k: v["heldout"]["r2"] is not None and v["heldout"]["r2"] >= 0.5 for k, v in runs.items()}
+    return {"runs": runs, "same_heldout_datasets": True, "same_heldout_losses": same_losses,
+            "heldout_r2_at_least_0_5": aim}
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The comparison as a Markdown table (random | designed), then bootstrap inclusion per indicator."""
+    r, d = result["runs"]["random"], result["runs"]["designed"]
+
+    def ci(s: dict[str, Any]) -> str:
+        low, high = s["heldout"]["r2_ci_95"]
+        return f"[{_fmt(low)}, {_fmt(high)}]"
+
+    rows = [
+        ("fitting mixtures (samples each)", lambda s: f"{s['mixtures']} ({_fmt(s['mixture_sizes'])})"),
+        ("condition number of indicator matrix", lambda s: _fmt(s["indicator_space"]["condition_number"])),
+        ("principal components for 95 % of variance",
+         lambda s: f"{s['indicator_space']['components_95']} of {len(s['indicator_space']['indicators'])}"),
+        ("rule's indicators", lambda s: ", ".join(s["rule"]["indicators"]) or "none"),
+        ("held-out mixtures", lambda s: _fmt(s["heldout"]["n"])),
+        ("held-out R²", lambda s: _fmt(s["heldout"]["r2"])),
+        ("held-out R² 95 % interval", ci),
+        ("held-out Spearman", lambda s: _fmt(s["heldout"]["spearman"])),
+        ("LOO R² (whole stepwise procedure)", lambda s: _fmt(s["loo_procedure_r2"])),
+        ("seed-noise sd of log loss", lambda s: _fmt(s["seed_noise"]["sd_log_loss"])),
+        ("explainable share (1 - noise / total)", lambda s: _fmt(s["seed_noise"]["explainable_share"])),
+        ("verdict", lambda s: s["verdict"]),
+    ]
+    lines = ["| | random | designed (spanning) |", "|---|---|---|"]
+    lines += [f"| {label} | {f(r)} | {f(d)} |" for label, f in rows]
+    names = list(dict.fromkeys([*r["bootstrap_inclusion"], *d["bootstrap_inclusion"]]))
+    lines += ["", "Bootstrap inclusion frequency (share of resamples in which stepwise selection keeps it):", "",
+              "| indicator | random | designed (spanning) |", "|---|---|---|"]
+    lines += [f"| {n} | {_fmt(r['bootstrap_inclusion'].get(n))} | {_fmt(d['bootstrap_inclusion'].get(n))} |"
+              for n in names]
+    same = "identical" if result["same_heldout_losses"] else "NOT identical (held-out finetunes were rerun)"
+    lines += ["", f"Same held-out mixtures in both runs ({', '.join(r['heldout']['datasets'])}); "
+              f"their observed losses are {same}. Indicator-space rows: table.tsv's fitting mixtures, "
+              "z-scored over rule.json's candidates.", ""]
+    return "\n".join(lines)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .io import write_json
+
+    result = compare(args.random, args.designed)
+    write_json(result, args.out)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(result), encoding="utf-8")
+    for k, s in result["runs"].items():
+        LOG.info("%s: condition number %s, %s PCs for 95 %%, held-out R2 %s %s, Spearman %s, %s", k,
+                 s["indicator_space"]["condition_number"], s["indicator_space"]["components_95"],
+                 s["heldout"]["r2"], s["heldout"]["r2_ci_95"], s["heldout"]["spearman"], s["verdict"])
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `compare-designs`."""
+    p = sub.add_parser("compare-designs", help="random vs designed mixtures: indicator spread and validation, side by side")
+    p.add_argument("--random", required=True, help="directory of the mixtures.design=random run (has results/analysis/)")
+    p.add_argument("--designed", required=True, help="directory of the mixtures.design=spanning run")
+    p.add_argument("--out", required=True, help="comparison.json")
+    p.add_argument("--markdown", default=None, help="also write the comparison as a Markdown table")
+    p.set_defaults(func=_cmd_compare)
