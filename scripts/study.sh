@@ -3,14 +3,16 @@
 # the same config, held-out mixtures and finetune budget, once with mixtures.design=spanning and
 # once with mixtures.design=random; then instructmining compare-designs. Not run by CI.
 #   bash scripts/study.sh [extra snakemake arguments]
-#   STUDY_CONFIG=config/study.yaml STUDY_DIR=results-study CORES=2 (the defaults)
+#   STUDY_CONFIG=config/study.yaml (an overlay on config/config.yaml) STUDY_DIR=results-study CORES=2 (the defaults)
 # The random run starts as a copy of the spanning run (results, logs and .snakemake metadata, mtimes
 # kept), so the pool, the per-sample scores, the reward and base models and the held-out finetunes
 # are reused: Snakemake reruns make_mixtures (its design parameter changed) and what depends on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+# The study config is an overlay on the demo config (config/study.yaml says what it changes).
 config=$(realpath "${STUDY_CONFIG:-config/study.yaml}")
+demo=$(realpath config/config.yaml)
 out=${STUDY_DIR:-results-study}
 mkdir -p "$out"
 out=$(realpath "$out")
@@ -22,7 +24,7 @@ run() {  # run DIR DESIGN [extra args]
     local dir=$1 design=$2
     shift 2
     snakemake --cores "$cores" --directory "$dir" --snakefile "$repo/Snakefile" \
-        --configfile "$config" --config "mixtures={design: $design}" "$@"
+        --configfile "$demo" "$config" --config "mixtures={design: $design}" "$@"
 }
 run "$out/spanning" spanning "$@"
 spanning_s=$(( $(date +%s) - start ))
