@@ -211,14 +211,20 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("make-mixtures", help="write mix-NNN datasets (+ mix-000-repS) and mixtures.tsv")
+def add_mixture_args(p: argparse.ArgumentParser, what: str, seed_help: str) -> None:
+    """The arguments every random-ratio mixture command takes (make-mixtures, make-heldout)."""
     p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
     p.add_argument("--sources", default="null", help="JSON list of source labels (null: every train source)")
-    p.add_argument("--n", type=int, required=True, help="number of mixtures mix-000..")
+    p.add_argument("--n", type=int, required=True, help=f"number of {what}")
     p.add_argument("--size", type=int, required=True, help="samples per mixture")
-    p.add_argument("--seed", type=int, required=True, help="config seed (mixture proportions and draws)")
-    p.add_argument("--shortfall", choices=["redistribute", "error"], default="redistribute", help="a source too small for its share: spread the rest over the others, or stop")
+    p.add_argument("--seed", type=int, required=True, help=seed_help)
+    p.add_argument("--shortfall", choices=["redistribute", "error"], default="redistribute",
+                   help="a source too small for its share: spread the rest over the others, or stop")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-mixtures", help="write mix-NNN datasets (+ mix-000-repS) and mixtures.tsv")
+    add_mixture_args(p, "mixtures mix-000..", "config seed (mixture proportions and draws)")
     p.add_argument("--repeats", default="[]", help="JSON list of seed offsets for mix-000-rep<s>")
     p.add_argument("--design", choices=["random", "spanning"], default="random",
                    help="random: the paper's random ratios; spanning: D-optimal among tilted candidates")

@@ -238,14 +238,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `make-heldout` and `validate-rule`."""
+    from .mixing import add_mixture_args
+
     p = sub.add_parser("make-heldout", help="write held-NNN: held-out random mixtures (never fitted on)")
-    p.add_argument("--pool", required=True, help="results/pool/pool.parquet")
-    p.add_argument("--sources", default="null", help="JSON list of source labels (null: every train source)")
-    p.add_argument("--n", type=int, required=True, help="number of held-out mixtures")
-    p.add_argument("--size", type=int, required=True, help="samples per mixture")
-    p.add_argument("--seed", type=int, required=True, help="config seed (their own stream is derived from it)")
-    p.add_argument("--shortfall", choices=["redistribute", "error"], default="redistribute",
-                   help="a source too small for its share: spread the rest over the others, or stop")
+    add_mixture_args(p, "held-out mixtures", "config seed (their own stream is derived from it)")
     p.add_argument("--out", nargs="+", required=True, help="one held-NNN.parquet per mixture")
     p.add_argument("--manifest", required=True, help="heldout.tsv: proportions per mixture")
     p.set_defaults(func=_cmd_make_heldout)
