@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+bash scripts/setup-env.sh  # as scripts/demo.sh: the pinned venv, then its snakemake
+# shellcheck disable=SC1091
+. .venv/bin/activate
 # The study config is an overlay on the demo config (config/study.yaml says what it changes).
 config=$(realpath "${STUDY_CONFIG:-config/study.yaml}")
 demo=$(realpath config/config.yaml)
