@@ -64,25 +64,27 @@ def main() -> int:
                     "--with-scores", "--out", str(scored)], check=True)
     rows = [json.loads(line) for line in scored.read_text(encoding="utf-8").splitlines()]
     pred = pd.Series({r["ladder_row"]: r[PREDICTION_COLUMN] for r in rows})
-    if len(pred) != len(answers):
-        raise SystemExit(f"select scored {len(pred)} of {len(answers)} answers")
+    # select drops exact duplicate records (two answer sets giving one prompt the same answer):
+    # those answers are left out here too, with the pairs they would form.
+    dropped = len(answers) - len(pred)
+    answers = answers.loc[sorted(pred.index)].copy()
     answers["predicted_log_loss"] = pred.sort_index().to_numpy()
 
     levels = answers.groupby(["set", "rank"], as_index=False)["predicted_log_loss"].mean().sort_values("rank")
     rho = spearmanr(-levels["predicted_log_loss"], -levels["rank"]).statistic  # + : better sets predicted better
     wins = []
-    for better, worse in ladder_pairs(answers):
+    for better, worse in ladder_pairs(answers)[["better", "worse"]].itertuples(index=False):
         a, b = answers.loc[better, "predicted_log_loss"], answers.loc[worse, "predicted_log_loss"]
         wins.append(0.5 if a == b else float(a < b))
     result = {"rule": args.rule, "indicators": json.loads(Path(args.rule).read_text())["indicators"],
-              "prompts": len(prompts), "answers": len(answers), "pairs": len(wins),
+              "prompts": len(prompts), "answers": len(answers), "duplicates_dropped": dropped, "pairs": len(wins),
               "pairwise_accuracy": float(np.mean(wins)), "ladder_spearman": float(rho),
               "levels": levels.to_dict(orient="records")}
     (out / "rule_ladder.json").write_text(json.dumps(result, indent=2) + "\n")
     print(levels.to_string(index=False))
     print(f"rule {result['indicators']}: ladder Spearman {rho:.3f} over {len(levels)} sets "
           f"(tie group shares a rank); pairwise accuracy {result['pairwise_accuracy']:.3f} on {len(wins)} pairs, "
-          f"{len(prompts)} prompts")
+          f"{len(prompts)} prompts ({dropped} duplicate answer(s) dropped by select)")
     return 0
 
 
