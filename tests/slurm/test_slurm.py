@@ -103,8 +103,11 @@ def _snakemake_cmd(workdir: Path, *args: str, snakefile: Path | None = None,
                    configfiles: tuple[Path, ...] = ()) -> list[str]:
     """`snakemake --profile slurm --profile slurm-cpu` from the repository root (./slurm/ is
     found there), outputs in `workdir`. `--config` takes everything after it: keep it last."""
+    # --cores: the profile's `cores: 8` caps a group job's width for real nodes; the test cluster's
+    # one node has nproc CPUs (slurm-up.sh), and a group job asking more would pend forever
+    # (Reason=PartitionConfig).
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--profile", "slurm-cpu",
-           "-d", str(workdir)]
+           "--cores", str(os.cpu_count()), "-d", str(workdir)]
     if snakefile:
         cmd += ["-s", str(snakefile)]
     cmd += [*args, "--configfile", str(REPO / "config" / "ci.yaml"), *map(str, configfiles),
