@@ -140,8 +140,10 @@ def test_data_stage_rules_run_with_only_what_the_data_env_installs(tmp_path, dat
     wrapper, env = env_only_cli(tmp_path, "data")
     guard = wrapper.parent / "envguard.py"
     workdir = tmp_path / "run"
+    # design random: ci's spanning make_mixtures waits for the pool's scores, which are model jobs
+    # (envs/indicators.yaml); with random ratios it is the data stage alone.
     cmd = [shutil.which("snakemake"), "-c1", "--directory", str(workdir), "build_pool", "make_mixtures",
-           "--configfile", str(REPO / "config" / "ci.yaml")]
+           "--configfile", str(REPO / "config" / "ci.yaml"), "--config", "mixtures={design: random}"]
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     done = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out.stderr)
