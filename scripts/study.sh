@@ -3,7 +3,10 @@
 # the same config, held-out mixtures and finetune budget, once with mixtures.design=spanning and
 # once with mixtures.design=random; then instructmining compare-designs. Not run by CI.
 #   bash scripts/study.sh [extra snakemake arguments]
-#   STUDY_CONFIG=config/study.yaml (an overlay on config/config.yaml) STUDY_DIR=results-study CORES=2 (the defaults)
+#   STUDY_CONFIG=config/study.yaml (an overlay on config/config.yaml) STUDY_DIR=results-study CORES=2
+#   STUDY_SEED=1 (config seed: pool sample, mixtures, held-out set, finetune seeds; another value is an
+#   independent replicate of the whole study) STUDY_TILTS="0" (further spanning arms, one per
+#   mixtures.max_tilt value, in spanning-tilt<value>; "" for none)   (the defaults)
 # The random run starts as a copy of the spanning run (results, logs and .snakemake metadata, mtimes
 # kept), so the pool, the per-sample scores, the reward and base models and the held-out finetunes
 # are reused: Snakemake reruns make_mixtures (its design parameter changed) and what depends on it.
@@ -20,24 +23,36 @@ out=${STUDY_DIR:-results-study}
 mkdir -p "$out"
 out=$(realpath "$out")
 cores=${CORES:-2}
+seed=${STUDY_SEED:-1}
+tilts=${STUDY_TILTS-0}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)
 # Targets before --configfile (it takes several values); --directory keeps each run's results apart.
-run() {  # run DIR DESIGN [extra args]
-    local dir=$1 design=$2
+# One --config with every key: a second --config would replace the first.
+run() {  # run DIR MIXTURES-OVERRIDE [extra args]
+    local dir=$1 mixtures=$2
     shift 2
     snakemake --cores "$cores" --directory "$dir" --snakefile "$repo/Snakefile" \
-        --configfile "$demo" "$config" --config "mixtures={design: $design}" "$@"
+        --configfile "$demo" "$config" --config "mixtures={$mixtures}" "seed=$seed" "$@"
 }
-run "$out/spanning" spanning "$@"
+copy_of_spanning() {  # the pool, scores, models and held-out finetunes are reused; mixtures rerun
+    if [ ! -d "$1/results" ]; then
+        cp -a "$out/spanning" "$1"
+        rm -rf "$1/.snakemake/locks" "$1/.snakemake/incomplete"
+        # The spanning design's report; a random make_mixtures writes none, so a copy would be stale.
+        rm -f "$1/results/datasets/design.json"
+    fi
+}
+run "$out/spanning" "design: spanning" "$@"
 spanning_s=$(( $(date +%s) - start ))
-if [ ! -d "$out/random/results" ]; then
-    cp -a "$out/spanning" "$out/random"
-    rm -rf "$out/random/.snakemake/locks" "$out/random/.snakemake/incomplete"
-    # The spanning design's report; a random make_mixtures writes none, so a copy would be stale.
-    rm -f "$out/random/results/datasets/design.json"
-fi
-run "$out/random" random "$@"
-instructmining compare-designs --random "$out/random" --designed "$out/spanning" \
+copy_of_spanning "$out/random"
+run "$out/random" "design: random" "$@"
+arms=()
+for t in $tilts; do
+    copy_of_spanning "$out/spanning-tilt$t"
+    run "$out/spanning-tilt$t" "design: spanning, max_tilt: $t" "$@"
+    arms+=(--arm "tilt$t=$out/spanning-tilt$t")
+done
+instructmining compare-designs --random "$out/random" --designed "$out/spanning" "${arms[@]}" \
     --out "$out/comparison.json" --markdown "$out/comparison.md"
 echo "study finished in $(( $(date +%s) - start )) s (spanning run ${spanning_s} s); see $out/comparison.md"

@@ -81,6 +81,29 @@ def test_cli_writes_json_and_markdown(runs, tmp_path):
     assert "| c | 0.1 | 0.05 |" in text
 
 
+def test_further_arms_get_their_own_column(runs, tmp_path):
+    x = np.random.default_rng(5).normal(size=(12, 3))
+    tilt0 = make_run(tmp_path / "tilt0", x, r2=0.7)
+    (tilt0 / "results" / "datasets" / "design.json").write_text(json.dumps(
+        {"design": "spanning", "max_tilt": 0.0, "candidates": 500}))
+    out, md = tmp_path / "comparison.json", tmp_path / "comparison.md"
+    assert main(["compare-designs", "--random", str(runs[0]), "--designed", str(runs[1]),
+                 "--arm", f"tilt0={tilt0}", "--out", str(out), "--markdown", str(md)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["runs"]) == {"random", "designed", "tilt0"}
+    assert result["heldout_r2_at_least_0_5"]["tilt0"] is True
+    text = md.read_text()
+    assert "| | random | designed (spanning) | tilt0 |" in text
+    assert "| design | random | random | spanning, max_tilt 0, 500 candidates |" in text
+    assert "| held-out R² | 0.2 | 0.6 | 0.7 |" in text
+    assert main(["compare-designs", "--random", str(runs[0]), "--designed", str(runs[1]),
+                 "--arm", str(tilt0), "--out", str(tmp_path / "bad.json")]) == 2  # not NAME=DIR
+    assert not (tmp_path / "bad.json").exists()
+    short = make_run(tmp_path / "short", x[:6])
+    with pytest.raises(InstructMiningError, match="short 6 of"):
+        compare(runs[0], runs[1], {"short": short})
+
+
 def test_different_heldout_mixtures_stop(tmp_path):
     x = np.random.default_rng(1).normal(size=(6, 3))
     a = make_run(tmp_path / "a", x)

@@ -55,6 +55,18 @@ def test_strong_signal_is_established():
     assert out["seed_noise"]["pairs"] == 4 and 0 < out["seed_noise"]["explainable_share"] <= 1
 
 
+def test_a_level_offset_is_measured_as_bias():
+    # The same held-out mixtures 0.2 lower in log loss: ranking unchanged, R² lost to the offset.
+    table, held, rule = _study(signal=0.3)
+    base = validate(rule, table, held, boot=100, seed=1)["heldout"]
+    shifted = held.assign(log_loss=held["log_loss"] - 0.2)
+    out = validate(rule, table, shifted, boot=100, seed=1)["heldout"]
+    assert out["spearman"] == base["spearman"]
+    assert out["bias"] == pytest.approx(base["bias"] + 0.2)
+    assert out["bias_ci_95"][0] > 0.15 and out["bias_share"] > 0.5 > base["bias_share"]
+    assert out["r2"] < base["r2"] - 0.2
+
+
 def test_pure_noise_is_not_established():
     # p_enter 0.5 lets noise in, so the verdict must come from the held-out mixtures, not an empty rule
     table, held, rule = _study(signal=0.0, seed=3, p_enter=0.5)

@@ -1,5 +1,7 @@
-"""Random vs designed mixtures (issue 16, part 6): `compare-designs` reads two finished runs of the same
-config that differ only in mixtures.design (scripts/study.sh makes them) and writes one comparison.
+"""Random vs designed mixtures (issue 16, part 6): `compare-designs` reads finished runs of the same
+config that differ only in mixtures.design (random, spanning) and optionally in the spanning settings
+(`--arm NAME=DIR`, e.g. max_tilt 0: D-optimal source ratios without tilting); scripts/study.sh makes
+them, and it writes one comparison.
 
 Per run, from its results/analysis/: the spread of the fitted mixtures in indicator space
 (design.indicator_diagnostics of table.tsv's kind == mixture rows over rule.json's stepwise candidates:
@@ -58,15 +60,24 @@ def run_summary(run: str | Path) -> dict[str, Any]:
         m = pd.read_csv(manifest, sep="\t")
         if "size" in m.columns:
             sizes = sorted({int(s) for s in m["size"]})
+    design_path = run / "results" / "datasets" / "design.json"
+    design = None
+    if design_path.is_file():  # written by a spanning make_mixtures only
+        d = json.loads(design_path.read_text(encoding="utf-8"))
+        design = {k: d.get(k) for k in ("design", "max_tilt", "candidates")}
     return {
         "run": str(run),
+        "design": design,
         "mixtures": int(len(mixtures)),
         "mixture_sizes": sizes,
         "indicator_space": {k: diag[k] for k in ("indicators", "constant", "rank", "condition_number",
                                                  "components_95", "explained_variance", "log_det_information")},
         "rule": {"indicators": rule["indicators"], "r2": rule["r2"]},
         "heldout": {"n": held["n"], "datasets": held["datasets"], "observed": held["observed"],
-                    "r2": held["r2"], "r2_ci_95": held["r2_ci_95"], "spearman": held["spearman"]},
+                    "r2": held["r2"], "r2_ci_95": held["r2_ci_95"], "spearman": held["spearman"],
+                    # absent from a validation.json written before the bias decomposition
+                    "bias": held.get("bias"), "bias_ci_95": held.get("bias_ci_95", [None, None]),
+                    "bias_share": held.get("bias_share")},
         "loo_procedure_r2": validation.get("cv", {}).get("loo_procedure"),
         "bootstrap_inclusion": validation["bootstrap_inclusion"]["frequency"],
         "seed_noise": {"sd_log_loss": noise.get("sd_log_loss"), "explainable_share": noise.get("explainable_share")},
@@ -75,19 +86,30 @@ def run_summary(run: str | Path) -> dict[str, Any]:
     }
 
 
-def compare(random_run: str | Path, designed_run: str | Path) -> dict[str, Any]:
-    """Both runs' summaries, after checking they share held-out mixtures and finetune budget."""
+def compare(random_run: str | Path, designed_run: str | Path,
+            arms: dict[str, str | Path] | None = None) -> dict[str, Any]:
+    """Every run's summary (random, designed, then any further designed `arms`, e.g. another
+    max_tilt), after checking that each shares the random run's held-out mixtures and finetune budget."""
     runs = {"random": run_summary(random_run), "designed": run_summary(designed_run)}
-    r, d = runs["random"], runs["designed"]
-    if r["heldout"]["datasets"] != d["heldout"]["datasets"]:
-        raise InstructMiningError(f"different held-out mixtures: {r['heldout']['datasets']} vs {d['heldout']['datasets']}")
-    if (r["mixtures"], r["mixture_sizes"]) != (d["mixtures"], d["mixture_sizes"]):
-        raise InstructMiningError(
-            f"different finetune budgets: random {r['mixtures']} mixtures of {r['mixture_sizes']} samples, "
-            f"designed {d['mixtures']} of {d['mixture_sizes']}")
-    same_losses = r["heldout"]["observed"] == d["heldout"]["observed"]
-    if not same_losses:
-        LOG.warning("held-out losses differ between the runs: their finetunes were rerun, not shared")
+    for name, path in (arms or {}).items():
+        if name in runs:
+            raise InstructMiningError(f"arm name {name!r} is taken (random and designed are the two main runs)")
+        runs[name] = run_summary(path)
+    r = runs["random"]
+    same_losses = True
+    for name, d in runs.items():
+        if name == "random":
+            continue
+        if r["heldout"]["datasets"] != d["heldout"]["datasets"]:
+            raise InstructMiningError(
+                f"different held-out mixtures: random {r['heldout']['datasets']} vs {name} {d['heldout']['datasets']}")
+        if (r["mixtures"], r["mixture_sizes"]) != (d["mixtures"], d["mixture_sizes"]):
+            raise InstructMiningError(
+                f"different finetune budgets: random {r['mixtures']} mixtures of {r['mixture_sizes']} samples, "
+                f"{name} {d['mixtures']} of {d['mixture_sizes']}")
+        if r["heldout"]["observed"] != d["heldout"]["observed"]:
+            same_losses = False
+            LOG.warning("held-out losses differ between random and %s: their finetunes were rerun, not shared", name)
     aim = {k: v["heldout"]["r2"] is not None and v["heldout"]["r2"] >= 0.5 for k, v in runs.items()}
     return {"runs": runs, "same_heldout_datasets": True, "same_heldout_losses": same_losses,
             "heldout_r2_at_least_0_5": aim}
@@ -101,15 +123,27 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _design_label(design: dict[str, Any] | None) -> str:
+    if not design:
+        return "random"
+    return f"{design['design']}, max_tilt {_fmt(design.get('max_tilt'))}, {design.get('candidates')} candidates"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The comparison as a Markdown table (random | designed), then bootstrap inclusion per indicator."""
-    r, d = result["runs"]["random"], result["runs"]["designed"]
+    """The comparison as a Markdown table (random | designed | further arms), then bootstrap
+    inclusion per indicator."""
+    # random and designed first, then the further arms (a JSON round trip may have sorted the keys)
+    order = ["random", "designed", *[k for k in result["runs"] if k not in ("random", "designed")]]
+    runs = {k: result["runs"][k] for k in order}
+    r = runs["random"]
+    heads = ["random", "designed (spanning)", *order[2:]]
 
     def ci(s: dict[str, Any]) -> str:
         low, high = s["heldout"]["r2_ci_95"]
         return f"[{_fmt(low)}, {_fmt(high)}]"
 
     rows = [
+        ("design", lambda s: _design_label(s.get("design"))),
         ("fitting mixtures (samples each)", lambda s: f"{s['mixtures']} ({_fmt(s['mixture_sizes'])})"),
         ("condition number of indicator matrix", lambda s: _fmt(s["indicator_space"]["condition_number"])),
         ("principal components for 95 % of variance",
@@ -119,17 +153,22 @@ def markdown(result: dict[str, Any]) -> str:
         ("held-out R²", lambda s: _fmt(s["heldout"]["r2"])),
         ("held-out R² 95 % interval", ci),
         ("held-out Spearman", lambda s: _fmt(s["heldout"]["spearman"])),
+        ("held-out bias, mean(predicted - observed) [95 %]", lambda s: f"{_fmt(s['heldout']['bias'], 2)} "
+         f"[{_fmt(s['heldout']['bias_ci_95'][0], 2)}, {_fmt(s['heldout']['bias_ci_95'][1], 2)}]"),
+        ("bias share of held-out MSE", lambda s: _fmt(s["heldout"]["bias_share"])),
         ("LOO R² (whole stepwise procedure)", lambda s: _fmt(s["loo_procedure_r2"])),
         ("seed-noise sd of log loss", lambda s: _fmt(s["seed_noise"]["sd_log_loss"])),
         ("explainable share (1 - noise / total)", lambda s: _fmt(s["seed_noise"]["explainable_share"])),
         ("verdict", lambda s: s["verdict"]),
     ]
-    lines = ["| | random | designed (spanning) |", "|---|---|---|"]
-    lines += [f"| {label} | {f(r)} | {f(d)} |" for label, f in rows]
-    names = list(dict.fromkeys([*r["bootstrap_inclusion"], *d["bootstrap_inclusion"]]))
+    head = "| | " + " | ".join(heads) + " |"
+    rule = "|---|" + "---|" * len(heads)
+    lines = [head, rule]
+    lines += [f"| {label} | " + " | ".join(f(s) for s in runs.values()) + " |" for label, f in rows]
+    names = list(dict.fromkeys(n for s in runs.values() for n in s["bootstrap_inclusion"]))
     lines += ["", "Bootstrap inclusion frequency (share of resamples in which stepwise selection keeps it):", "",
-              "| indicator | random | designed (spanning) |", "|---|---|---|"]
-    lines += [f"| {n} | {_fmt(r['bootstrap_inclusion'].get(n))} | {_fmt(d['bootstrap_inclusion'].get(n))} |"
+              head.replace("| |", "| indicator |", 1), rule]
+    lines += [f"| {n} | " + " | ".join(_fmt(s["bootstrap_inclusion"].get(n)) for s in runs.values()) + " |"
               for n in names]
     same = "identical" if result["same_heldout_losses"] else "NOT identical (held-out finetunes were rerun)"
     lines += ["", f"Same held-out mixtures in both runs ({', '.join(r['heldout']['datasets'])}); "
@@ -141,7 +180,13 @@ def markdown(result: dict[str, Any]) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .io import write_json
 
-    result = compare(args.random, args.designed)
+    arms = {}
+    for spec in args.arm or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InstructMiningError(f"--arm {spec!r}: expected NAME=DIR")
+        arms[name] = path
+    result = compare(args.random, args.designed, arms)
     write_json(result, args.out)
     if args.markdown:
         Path(args.markdown).write_text(markdown(result), encoding="utf-8")
@@ -157,6 +202,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("compare-designs", help="random vs designed mixtures: indicator spread and validation, side by side")
     p.add_argument("--random", required=True, help="directory of the mixtures.design=random run (has results/analysis/)")
     p.add_argument("--designed", required=True, help="directory of the mixtures.design=spanning run")
+    p.add_argument("--arm", action="append", metavar="NAME=DIR",
+                   help="a further designed run to set beside them (e.g. another mixtures.max_tilt); repeatable")
     p.add_argument("--out", required=True, help="comparison.json")
     p.add_argument("--markdown", default=None, help="also write the comparison as a Markdown table")
     p.set_defaults(func=_cmd_compare)

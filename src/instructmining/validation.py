@@ -9,7 +9,11 @@ kind == mixture rows only).
 `validate-rule` writes results/analysis/validation.json:
 - heldout: the rule.json applied to the held-out mixtures' indicators (selection.predict); R² =
   1 - SSE / SST around the held-out mean (regression.loo_r2), its 95 % percentile bootstrap interval
-  over held-out mixtures, and Spearman's rho of predicted vs observed log loss;
+  over held-out mixtures, and Spearman's rho of predicted vs observed log loss; and the
+  decomposition of the held-out error into a level offset (bias = mean(predicted - observed), with
+  its bootstrap interval; bias_share = bias² / MSE) and the rest. A rule can rank unseen mixtures
+  well (high Spearman) and still lose R² to one constant offset: what a finetune of data unlike the
+  fitting mixtures adds to every loss. The verdict uses R² as it is; the decomposition says why;
 - cv: leave-one-out over the whole stepwise procedure (from rule.json; regression.fit_rule);
 - bootstrap_inclusion: the share of B resamples of the fitting mixtures (with replacement) in
   which the stepwise selection, rerun with rule.json's own settings, keeps each indicator;
@@ -74,7 +78,8 @@ def _cmd_make_heldout(args: argparse.Namespace) -> int:
 # --- the statistics -------------------------------------------------------------------------
 def heldout_scores(rule: dict[str, Any], heldout: Any, boot: int, seed: int) -> dict[str, Any]:
     """Predicted vs observed log loss on the held-out mixtures: R² (with a 95 % percentile
-    bootstrap interval over mixtures), Spearman's rho, RMSE."""
+    bootstrap interval over mixtures), Spearman's rho, RMSE, and the level offset (bias, its
+    interval, and its share of the mean squared error)."""
     import numpy as np
     from scipy.stats import spearmanr
 
@@ -86,23 +91,29 @@ def heldout_scores(rule: dict[str, Any], heldout: Any, boot: int, seed: int) -> 
     out: dict[str, Any] = {"n": len(heldout), "datasets": [str(d) for d in heldout.get("dataset", [])],
                            "observed": y.tolist(), "predicted": [float(p) for p in pred],
                            "r2": None, "r2_ci_95": [None, None], "spearman": None, "spearman_p": None,
-                           "rmse": None}
+                           "rmse": None, "bias": None, "bias_ci_95": [None, None], "bias_share": None}
     if len(y) < 2:
         return out
     out["r2"] = loo_r2(y, pred)
-    out["rmse"] = float(np.sqrt(np.mean((y - pred) ** 2)))
+    mse = float(np.mean((y - pred) ** 2))
+    out["rmse"] = float(np.sqrt(mse))
+    out["bias"] = float(np.mean(pred - y))
+    out["bias_share"] = out["bias"] ** 2 / mse if mse > 0 else None
     if np.ptp(y) > 0 and np.ptp(pred) > 0:
         rho, p = spearmanr(pred, y)
         out["spearman"], out["spearman_p"] = _num(rho), _num(p)  # p is NaN for 2 points
     rng = np.random.default_rng(seed)
-    draws = []
+    draws, biases = [], []
     for _ in range(boot):
         idx = rng.integers(0, len(y), len(y))
         r2 = loo_r2(y[idx], pred[idx])
+        biases.append(float(np.mean(pred[idx] - y[idx])))
         if r2 is not None:
             draws.append(r2)
     if draws:
         out["r2_ci_95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    if biases:
+        out["bias_ci_95"] = [float(np.percentile(biases, 2.5)), float(np.percentile(biases, 97.5))]
     out["bootstrap_draws"] = len(draws)
     return out
 
@@ -197,6 +208,7 @@ def write_validation_html(result: dict[str, Any], out: str) -> None:
     summary = pd.DataFrame([{
         "verdict": result["verdict"], "held-out n": held["n"], "held-out R²": held["r2"],
         "R² 95% low": held["r2_ci_95"][0], "R² 95% high": held["r2_ci_95"][1], "Spearman": held["spearman"],
+        "held-out bias": held.get("bias"), "bias share of MSE": held.get("bias_share"),
         "LOO-procedure R²": cv.get("loo_procedure"), "seed-noise sd": noise["sd_log_loss"],
         "max attainable R²": noise["explainable_share"]}])
     pairs = pd.DataFrame({"dataset": held["datasets"], "observed log loss": held["observed"],
