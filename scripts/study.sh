@@ -28,12 +28,15 @@ tilts=${STUDY_TILTS-0}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)
 # Targets before --configfile (it takes several values); --directory keeps each run's results apart.
-# One --config with every key: a second --config would replace the first.
-run() {  # run DIR MIXTURES-OVERRIDE [extra args]
-    local dir=$1 mixtures=$2
+# Each arm's mixtures settings go in an overlay file of its own: --config "mixtures={max_tilt: 0}"
+# would hand the schema the string '0', and a second --config would replace the first.
+run() {  # run DIR MIXTURES-SETTINGS [extra args]
+    local dir=$1 settings=$2
     shift 2
+    mkdir -p "$dir"
+    printf 'mixtures: {%s}\n' "$settings" > "$dir/arm.yaml"
     snakemake --cores "$cores" --directory "$dir" --snakefile "$repo/Snakefile" \
-        --configfile "$demo" "$config" --config "mixtures={$mixtures}" "seed=$seed" "$@"
+        --configfile "$demo" "$config" "$dir/arm.yaml" --config "seed=$seed" "$@"
 }
 copy_of_spanning() {  # the pool, scores, models and held-out finetunes are reused; mixtures rerun
     if [ ! -d "$1/results" ]; then
