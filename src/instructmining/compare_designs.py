@@ -171,7 +171,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [f"| {n} | " + " | ".join(_fmt(s["bootstrap_inclusion"].get(n)) for s in runs.values()) + " |"
               for n in names]
     same = "identical" if result["same_heldout_losses"] else "NOT identical (held-out finetunes were rerun)"
-    lines += ["", f"Same held-out mixtures in both runs ({', '.join(r['heldout']['datasets'])}); "
+    lines += ["", f"Same held-out mixtures in every run ({', '.join(r['heldout']['datasets'])}); "
               f"their observed losses are {same}. Indicator-space rows: table.tsv's fitting mixtures, "
               "z-scored over rule.json's candidates.", ""]
     return "\n".join(lines)
