@@ -53,6 +53,10 @@ def test_strong_signal_is_established():
     assert out["heldout"]["r2"] > 0.9 and out["heldout"]["r2_ci_95"][0] > 0
     assert out["heldout"]["spearman"] > 0.9
     assert out["seed_noise"]["pairs"] == 4 and 0 < out["seed_noise"]["explainable_share"] <= 1
+    # held-out ceiling: 1 - noise var / held-out var, and the rule stays below it up to sampling
+    expected = 1 - out["seed_noise"]["noise_var"] / np.var(held["log_loss"], ddof=1)
+    assert out["heldout"]["noise_ceiling_r2"] == pytest.approx(expected)
+    assert out["heldout"]["r2"] <= out["heldout"]["noise_ceiling_r2"] + 0.05
 
 
 def test_a_level_offset_is_measured_as_bias():

@@ -77,7 +77,7 @@ def run_summary(run: str | Path) -> dict[str, Any]:
                     "r2": held["r2"], "r2_ci_95": held["r2_ci_95"], "spearman": held["spearman"],
                     # absent from a validation.json written before the bias decomposition
                     "bias": held.get("bias"), "bias_ci_95": held.get("bias_ci_95", [None, None]),
-                    "bias_share": held.get("bias_share")},
+                    "bias_share": held.get("bias_share"), "noise_ceiling_r2": held.get("noise_ceiling_r2")},
         "loo_procedure_r2": validation.get("cv", {}).get("loo_procedure"),
         "bootstrap_inclusion": validation["bootstrap_inclusion"]["frequency"],
         "seed_noise": {"sd_log_loss": noise.get("sd_log_loss"), "explainable_share": noise.get("explainable_share")},
@@ -152,6 +152,7 @@ def markdown(result: dict[str, Any]) -> str:
         ("held-out mixtures", lambda s: _fmt(s["heldout"]["n"])),
         ("held-out R²", lambda s: _fmt(s["heldout"]["r2"])),
         ("held-out R² 95 % interval", ci),
+        ("held-out R² ceiling, 1 - seed-noise var / held-out var", lambda s: _fmt(s["heldout"]["noise_ceiling_r2"])),
         ("held-out Spearman", lambda s: _fmt(s["heldout"]["spearman"])),
         ("held-out bias, mean(predicted - observed) [95 %]", lambda s: f"{_fmt(s['heldout']['bias'], 2)} "
          f"[{_fmt(s['heldout']['bias_ci_95'][0], 2)}, {_fmt(s['heldout']['bias_ci_95'][1], 2)}]"),

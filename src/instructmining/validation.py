@@ -19,7 +19,8 @@ kind == mixture rows only).
   which the stepwise selection, rerun with rule.json's own settings, keeps each indicator;
 - seed_noise: the log-loss variance between finetunes of the same data that differ only in seed
   (mix-NNN-rep<s>; table.seed_noise) against the variance over mixtures; 1 - noise / total is the
-  largest R² any rule can reach on these mixtures;
+  largest R² any rule can reach on these mixtures; heldout.noise_ceiling_r2 is the same bound for
+  the held-out mixtures (1 - noise var / their log-loss variance);
 - verdict: see VERDICT_NOTE."""
 
 from __future__ import annotations
@@ -154,6 +155,18 @@ def noise_share(table: Any) -> dict[str, Any]:
     return out
 
 
+def heldout_ceiling(held: dict[str, Any], noise: dict[str, Any]) -> float | None:
+    """1 - seed-noise variance / variance of the held-out log losses: the held-out R² a rule that knew
+    each mixture's expected loss exactly would still get (in expectation), since every observed
+    loss carries one finetune's seed noise. None without noise or with fewer than 2 held-out."""
+    import numpy as np
+
+    y = np.asarray(held["observed"], dtype=float)
+    if noise.get("noise_var") is None or len(y) < 2 or np.var(y, ddof=1) <= 0:
+        return None
+    return float(1.0 - noise["noise_var"] / np.var(y, ddof=1))
+
+
 def verdict(indicators: list[str], heldout: dict[str, Any], noise: dict[str, Any]) -> tuple[str, list[str]]:
     """("established" | "not established", reasons it is not) by VERDICT_NOTE."""
     reasons = []
@@ -185,6 +198,7 @@ def validate(rule: dict[str, Any], table: Any, heldout: Any, boot: int, seed: in
     check_table(mixtures, sw["candidates"], RESPONSE)
     held = heldout_scores(rule, heldout, boot, derive_seed(seed, "validation", "heldout"))
     noise = noise_share(table)
+    held["noise_ceiling_r2"] = heldout_ceiling(held, noise)
     label, reasons = verdict(rule["indicators"], held, noise)
     return {
         "verdict": label, "reasons": reasons, "verdict_rule": VERDICT_NOTE,
@@ -210,7 +224,8 @@ def write_validation_html(result: dict[str, Any], out: str) -> None:
         "R² 95% low": held["r2_ci_95"][0], "R² 95% high": held["r2_ci_95"][1], "Spearman": held["spearman"],
         "held-out bias": held.get("bias"), "bias share of MSE": held.get("bias_share"),
         "LOO-procedure R²": cv.get("loo_procedure"), "seed-noise sd": noise["sd_log_loss"],
-        "max attainable R²": noise["explainable_share"]}])
+        "max attainable R²": noise["explainable_share"],
+        "held-out R² ceiling": held.get("noise_ceiling_r2")}])
     pairs = pd.DataFrame({"dataset": held["datasets"], "observed log loss": held["observed"],
                           "predicted log loss": held["predicted"]})
     incl = pd.DataFrame([{"indicator": k, "inclusion frequency": v, "in rule": k in result["rule"]["indicators"]}
