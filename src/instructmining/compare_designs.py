@@ -163,12 +163,12 @@ def markdown(result: dict[str, Any]) -> str:
         ("verdict", lambda s: s["verdict"]),
     ]
     head = "| | " + " | ".join(heads) + " |"
-    rule = "|---|" + "---|" * len(heads)
-    lines = [head, rule]
+    sep = "|---|" + "---|" * len(heads)
+    lines = [head, sep]
     lines += [f"| {label} | " + " | ".join(f(s) for s in runs.values()) + " |" for label, f in rows]
     names = list(dict.fromkeys(n for s in runs.values() for n in s["bootstrap_inclusion"]))
     lines += ["", "Bootstrap inclusion frequency (share of resamples in which stepwise selection keeps it):", "",
-              head.replace("| |", "| indicator |", 1), rule]
+              head.replace("| |", "| indicator |", 1), sep]
     lines += [f"| {n} | " + " | ".join(_fmt(s["bootstrap_inclusion"].get(n)) for s in runs.values()) + " |"
               for n in names]
     same = "identical" if result["same_heldout_losses"] else "NOT identical (held-out finetunes were rerun)"
